@@ -1,0 +1,30 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   # installs into .venv, then runs the main job on the embedded default
+#   make test   # installs into .venv, then runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo train-default clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/stream-iqa demo
+
+# The command that produced the shipped models/dgiqa-lite checkpoint (see models/README.md).
+train-default: $(STAMP)
+	$(VENV)/bin/stream-iqa train --recipe configs/train-default.yaml --final --out models/dgiqa-lite/model.safetensors
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,132 @@
+"""One typed settings tree for every command and the service.
+
+Values come, highest priority first, from: keyword arguments, environment variables (``STREAM_IQA_…``, nested with
+``__``, e.g. ``STREAM_IQA_MODEL__DEVICE=cuda``), a YAML file (``--config`` or ``STREAM_IQA_CONFIG``), then the
+defaults below. Users script against these names: keep them stable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "dgiqa-lite" / "model.safetensors"
+
+
+class ModelSettings(BaseModel):
+    """Which scoring model to load, from where, and on which device."""
+
+    name: str = Field("dgiqa-lite", description="Registry name (stream_iqa.nn.list_models()).")
+    checkpoint: Path | None = Field(
+        DEFAULT_CHECKPOINT,
+        description="Local checkpoint (.safetensors with its .json metadata, or an official .pth for 'dgiqa'). "
+        "Nothing is ever downloaded.",
+    )
+    device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
+    precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="Autocast precision on CUDA.")
+    threads: int = Field(0, ge=0, description="torch intra-op threads on CPU; 0 keeps torch's default.")
+    teacher_crops: int = Field(10, ge=1, description="Random 224² crops for the teacher's official inference.")
+    teacher_seed: int = Field(0, description="Seed of the teacher's crop positions (the official code is seeded).")
+
+
+class DepthSettings(BaseModel):
+    """Where depth maps come from. ``auto`` uses Depth Anything when its checkpoint is set, else the prior."""
+
+    source: Literal["auto", "prior", "depth-anything"] = "auto"
+    depth_anything_checkpoint: Path | None = Field(
+        None, description="Official Depth Anything ViT-S .pth (V2 'depth_anything_v2_vits.pth' or V1 'depth_anything_vits14.pth')."
+    )
+    depth_anything_version: Literal["v1", "v2"] = Field(
+        "v2", description="V1 and V2 files share one layout, so the version must be stated (they tap different blocks)."
+    )
+    depth_anything_input: int = Field(518, ge=14, description="Shorter input side for Depth Anything (multiple of 14).")
+
+
+class DataSettings(BaseModel):
+    """Data sets for training and evaluation (read in place, never copied into the repo)."""
+
+    root: Path = Field(REPO_ROOT.parent / "shared" / "data", description="Folder holding natural/ and clive/.")
+    cache_dir: Path = Field(REPO_ROOT / ".cache", description="Derived training caches (synthetic sets, features).")
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="'auto': readable on a terminal, JSON otherwise (services, pipes)."
+    )
+
+
+class Settings(BaseSettings):
+    """The whole configuration. ``Settings.load(config=…)`` is the one way commands build it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAM_IQA_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    config: Path | None = Field(None, description="YAML file merged under the environment (STREAM_IQA_CONFIG).")
+    model: ModelSettings = ModelSettings()
+    depth: DepthSettings = DepthSettings()
+    data: DataSettings = DataSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls, init_settings))
+
+    @classmethod
+    def load(cls, config: str | Path | None = None, **overrides: Any) -> "Settings":
+        if config is not None:
+            overrides["config"] = Path(config)
+        return cls(**overrides)
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data with secrets replaced, for ``stream-iqa config`` and logs."""
+        return _mask(self.model_dump(mode="python"))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the YAML file named by ``config`` (from init kwargs or ``STREAM_IQA_CONFIG``)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._init = init
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = self._init().get("config") or os.environ.get("STREAM_IQA_CONFIG")
+        if not path:
+            return {}
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found (set --config or STREAM_IQA_CONFIG)")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {path} must hold a mapping at the top level")
+        return data
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else ""
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
