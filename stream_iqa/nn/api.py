@@ -1,0 +1,34 @@
+"""What every scoring model exposes, so the pipeline, ``score``, ``eval`` and ``bench`` treat teacher and student alike.
+
+Models take frames as float RGB in [0, 1] at any size plus a depth map in [0, 1] (near = 1) and do their own
+preprocessing (resize, crops, normalisation): like torchvision's weights objects, the checkpoint knows its transform.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+#: the distortion types the flags cover, in head order; names are part of the output contract
+DISTORTIONS: tuple[str, ...] = ("low_light", "haze", "flare")
+
+
+class IQAOutput(NamedTuple):
+    quality: torch.Tensor  # (N,) calibrated quality on 0–100, higher is better
+    distortions: torch.Tensor | None  # (N, len(DISTORTIONS)) independent probabilities, or None (teacher)
+
+
+class ScoringModel(torch.nn.Module):
+    """Base class: subclasses implement ``score``; ``forward`` stays the raw network for training and export."""
+
+    #: registry name and version recorded in reports
+    model_name: str = "abstract"
+    version: str = "0"
+
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device

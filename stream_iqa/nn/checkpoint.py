@@ -1,0 +1,78 @@
+"""Checkpoints that carry their own metadata: ``NAME.safetensors`` (tensors) beside ``NAME.json`` (everything else).
+
+The JSON holds what a loader or a reader of a report needs without the training code: architecture config,
+preprocessing (input size, normalisation), the depth source it was trained with, score calibration, training data and
+command, metrics and version. It also records the SHA-256 of the tensor file, so a JSON paired with the wrong tensors
+is refused rather than silently producing other scores. Safetensors rather than pickle: loading runs no code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT = "stream-iqa/checkpoint/1"
+SETTING = "STREAM_IQA_MODEL__CHECKPOINT"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint exists but cannot be used (corrupt, mismatched, or for another model)."""
+
+
+def meta_path(path: Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(path))
+    full = {"format": FORMAT, **meta, "tensors_sha256": _sha256(path)}
+    meta_path(path).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    mp = meta_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found: set {SETTING} to a local .safetensors file")
+    if not mp.is_file():
+        raise FileNotFoundError(f"checkpoint metadata {mp} not found beside {path.name} (it holds the model config)")
+    try:
+        meta = json.loads(mp.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint metadata {mp} is not valid JSON: {exc}") from exc
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{mp} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read tensors and metadata; ``verify`` checks the tensor file against the hash in the metadata."""
+    path = Path(path)
+    meta = read_meta(path)
+    if verify and meta.get("tensors_sha256") not in (None, _sha256(path)):
+        raise CheckpointError(f"{path} does not match the hash recorded in {meta_path(path).name}: corrupt or mismatched")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+    return tensors, meta
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,57 @@
+"""A small timm-style model registry: ``create_model(name, checkpoint=None, device=…)``.
+
+Builders register under stable names (``dgiqa``, ``dgiqa-lite``, variants by suffix). A builder receives
+``checkpoint`` (a local path or None) and keyword overrides and returns an ``nn.Module`` with weights loaded; the
+registry only moves it to the device and sets eval mode. Nothing here ever downloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ModelBuilder = Callable[..., nn.Module]
+_REGISTRY: dict[str, ModelBuilder] = {}
+
+
+def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    def deco(fn: ModelBuilder) -> ModelBuilder:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    _import_builtin()
+    return sorted(_REGISTRY)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available (set STREAM_IQA_MODEL__DEVICE=cpu)")
+    return dev
+
+
+def create_model(
+    name: str, checkpoint: str | Path | None = None, device: str | torch.device | None = "cpu", **kwargs: Any
+) -> nn.Module:
+    _import_builtin()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    model = _REGISTRY[name](checkpoint=Path(checkpoint) if checkpoint is not None else None, **kwargs)
+    return model.to(resolve_device(device)).eval()
+
+
+def _import_builtin() -> None:
+    # Importing the model modules runs their @register_model decorators.
+    from stream_iqa.nn import dgiqa, lite  # noqa: F401
