@@ -1,0 +1,266 @@
+"""DGIQA-Lite: the student we run on every sampled video frame.
+
+It keeps DGIQA's ideas and drops its cost (see docs/MODEL.md for the measured table that chose the defaults):
+
+* one ImageNet-initialised timm trunk (``features_only``; EfficientNet-Lite0 by default, any timm trunk by config)
+  instead of two Swin-T trunks — depth is a smooth one-channel map and does not need a 27M-parameter encoder;
+* a small strided depth encoder working from 1/4 resolution, since depth maps carry no fine texture;
+* lite TCBs (1×1 projection, the same per-pixel channel gate, a depthwise 3×3) per stage and modality;
+* a lite Depth-CAR: depth-derived queries attend over RGB tokens (post-LN, as in the reference), then
+  self-attention refinement. Unlike the reference, the RGB tokens also bypass the attention into the dilated stack:
+  with a cheap depth prior the queries can be uninformative (the paper's own stated failure case), and the bypass
+  lets the network fall back on appearance alone;
+* one deterministic pass over the whole frame at a low fixed resolution, instead of 10–20 random 224² crops;
+* heads for quality (0–100 after calibration) and the three distortion flags (independent logits, multi-label).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stream_iqa import __version__
+from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
+from stream_iqa.nn.checkpoint import CheckpointError, load_checkpoint
+from stream_iqa.nn.efficientnet_lite import load_imagenet_weights, supported_trunks
+from stream_iqa.nn.registry import register_model
+
+
+@dataclass
+class LiteConfig:
+    trunk: str = "tf_efficientnet_lite0"
+    trunk_indices: tuple[int, ...] = (1, 2, 3, 4)
+    input_size: tuple[int, int] = (192, 192)  # (H, W); multiples of 32, the whole frame is resized to it
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    tcb_dims: tuple[int, ...] = (32, 48, 64, 96)
+    depth_dims: tuple[int, ...] = (16, 24, 32, 48)
+    token_dim: int = 128
+    heads: int = 4
+    ffn_mult: int = 2
+    dropout: float = 0.1
+    dilated_dim: int = 192
+    gate_reduction: int = 4
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "LiteConfig":
+        known = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+class LiteTCB(nn.Module):
+    """TCB with the reference's per-pixel channel gate and a depthwise 3×3 in place of the dense one."""
+
+    def __init__(self, cin: int, cout: int, reduction: int, dropout: float) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(cin, cout, 1)
+        hidden = max(cout // reduction, 4)
+        self.gate = nn.Sequential(nn.Conv2d(cout, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, cout, 1), nn.Sigmoid())
+        self.dw = nn.Conv2d(cout, cout, 3, padding=1, groups=cout, bias=False)
+        self.norm = nn.BatchNorm2d(cout)
+        self.drop = nn.Dropout2d(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.proj(x)
+        x = x * self.gate(x)
+        return self.drop(F.relu(self.norm(self.dw(x)), inplace=True))
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class DepthEncoder(nn.Module):
+    """Strides 4, 8, 16, 32 from a one-channel map, starting at 1/4 resolution (depth has no fine texture)."""
+
+    def __init__(self, dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList()
+        cin = 1
+        for i, d in enumerate(dims):
+            self.stages.append(_conv_bn_relu(cin, d, stride=1 if i == 0 else 2))
+            cin = d
+
+    def forward(self, depth: torch.Tensor) -> list[torch.Tensor]:
+        x = F.avg_pool2d(depth, 4)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class PostLNAttention(nn.Module):
+    """The reference's post-LN transformer layer: attention → dropout → residual → LN → FFN → residual → LN."""
+
+    def __init__(self, dim: int, heads: int, ffn_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, dim * ffn_mult), nn.GELU(), nn.Dropout(dropout), nn.Linear(dim * ffn_mult, dim))
+        self.norm2 = nn.LayerNorm(dim)
+
+    def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        attended, _ = self.attn(query, context, context, need_weights=False)
+        x = self.norm1(query + self.drop(attended))
+        return self.norm2(x + self.drop(self.ffn(x)))
+
+
+class LiteDepthCAR(nn.Module):
+    """Depth queries attend over RGB tokens (block A), then self-attention refinement (block B)."""
+
+    def __init__(self, dim: int, heads: int, ffn_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.cross = PostLNAttention(dim, heads, ffn_mult, dropout)
+        self.refine = PostLNAttention(dim, heads, ffn_mult, dropout)
+
+    def forward(self, rgb_tokens: torch.Tensor, depth_tokens: torch.Tensor) -> torch.Tensor:
+        x = self.cross(depth_tokens, rgb_tokens)
+        return self.refine(x, x)
+
+
+def _dw_separable(cin: int, cout: int, dilation: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, padding=dilation, dilation=dilation, groups=cin, bias=False),
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DGIQALite(ScoringModel):
+    model_name = "dgiqa-lite"
+
+    def __init__(self, config: LiteConfig | None = None, pretrained_trunk: bool = True) -> None:
+        super().__init__()
+        self.config = cfg = config or LiteConfig()
+        if any(s % 32 for s in cfg.input_size):
+            raise ValueError(f"input_size {cfg.input_size} must be multiples of 32 (the trunk's output stride)")
+        self.trunk = timm.create_model(cfg.trunk, pretrained=False, features_only=True, out_indices=cfg.trunk_indices)
+        if pretrained_trunk:
+            if cfg.trunk not in supported_trunks():
+                raise ValueError(
+                    f"no local ImageNet weights for trunk {cfg.trunk!r} (packaged: {', '.join(supported_trunks())}); "
+                    "pass pretrained_trunk=False or load a checkpoint"
+                )
+            load_imagenet_weights(self.trunk, cfg.trunk)
+        chans = self.trunk.feature_info.channels()
+        self.reductions = self.trunk.feature_info.reduction()
+        if len(cfg.tcb_dims) != len(chans) or len(cfg.depth_dims) != len(chans):
+            raise ValueError("tcb_dims and depth_dims need one entry per trunk stage")
+        self.tcbs = nn.ModuleList(LiteTCB(c, d, cfg.gate_reduction, cfg.dropout) for c, d in zip(chans, cfg.tcb_dims))
+        self.depth_encoder = DepthEncoder(cfg.depth_dims)
+        self.tcbs_depth = nn.ModuleList(
+            LiteTCB(d, d, cfg.gate_reduction, cfg.dropout) for d in cfg.depth_dims
+        )
+        self.rgb_proj = nn.Conv2d(sum(cfg.tcb_dims), cfg.token_dim, 1)
+        self.depth_proj = nn.Conv2d(sum(cfg.depth_dims), cfg.token_dim, 1)
+        self.car = LiteDepthCAR(cfg.token_dim, cfg.heads, cfg.ffn_mult, cfg.dropout)
+        self.dilated = nn.Sequential(
+            _dw_separable(2 * cfg.token_dim, cfg.dilated_dim, 2), _dw_separable(cfg.dilated_dim, cfg.dilated_dim, 4)
+        )
+        self.head_quality = nn.Linear(2 * cfg.dilated_dim, 1)
+        self.head_distortions = nn.Linear(2 * cfg.dilated_dim, len(DISTORTIONS))
+        self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
+        self.calibration: dict[str, Any] = {"kind": "identity"}
+        self.version = __version__
+        self.meta: dict[str, Any] = {}
+
+    # -- the raw network (training, export) ------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised RGB (N,3,H,W) and depth (N,1,H,W) in [0,1] → (quality logit (N,), distortion logits (N,3))."""
+        feats = self.trunk(x)
+        grid = feats[-1].shape[-2:]
+        rgb = torch.cat([_to_grid(t(f), grid) for t, f in zip(self.tcbs, feats)], dim=1)
+        dfeats = self.depth_encoder(depth)
+        dep = torch.cat([_to_grid(t(f), grid) for t, f in zip(self.tcbs_depth, dfeats)], dim=1)
+        rgb = self.rgb_proj(rgb)
+        dep = self.depth_proj(dep)
+        n, c, h, w = rgb.shape
+        rgb_tokens = rgb.flatten(2).transpose(1, 2)
+        car = self.car(rgb_tokens, dep.flatten(2).transpose(1, 2))
+        car = car.transpose(1, 2).reshape(n, c, h, w)
+        y = self.dilated(torch.cat([car, rgb], dim=1))
+        pooled = torch.cat([y.mean(dim=(2, 3)), y.amax(dim=(2, 3))], dim=1)
+        return self.head_quality(pooled).squeeze(1), self.head_distortions(pooled)
+
+    # -- preprocessing the checkpoint knows ------------------------------------------------------------------
+    def preprocess(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB (N,3,H,W) in [0,1] and depth (N,1,h,w) in [0,1], any size → the network's inputs."""
+        size = self.config.input_size
+        if tuple(rgb.shape[-2:]) != tuple(size):
+            rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if tuple(depth.shape[-2:]) != tuple(size):
+            depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False, antialias=True)
+        return (rgb - self.mean) / self.std, depth
+
+    def calibrate(self, raw: torch.Tensor) -> torch.Tensor:
+        """Map the network's 0–100 output onto the calibrated scale recorded with the weights (monotone)."""
+        cal = self.calibration
+        if cal.get("kind", "identity") == "identity":
+            return raw
+        if cal["kind"] == "piecewise_linear":
+            xs = torch.tensor(cal["x"], dtype=raw.dtype, device=raw.device)
+            ys = torch.tensor(cal["y"], dtype=raw.dtype, device=raw.device)
+            return _interp(raw, xs, ys)
+        raise CheckpointError(f"unknown calibration kind {cal['kind']!r}")
+
+    @torch.inference_mode()
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:
+        x, d = self.preprocess(rgb.to(self.device), depth.to(self.device))
+        q_logit, d_logits = self(x, d)
+        quality = self.calibrate(torch.sigmoid(q_logit.float()) * 100.0).clamp(0.0, 100.0)
+        return IQAOutput(quality=quality, distortions=torch.sigmoid(d_logits.float()))
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        return list(self.trunk.parameters())
+
+
+def _to_grid(x: torch.Tensor, grid: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Average-pool a finer map onto the coarsest grid (area resampling; bilinear downsampling would alias)."""
+    if tuple(x.shape[-2:]) == tuple(grid):
+        return x
+    kh, kw = x.shape[-2] // grid[0], x.shape[-1] // grid[1]
+    return F.avg_pool2d(x, kernel_size=(kh, kw))
+
+
+def _interp(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    idx = torch.searchsorted(xs, x.clamp(xs[0], xs[-1]).contiguous()).clamp(1, len(xs) - 1)
+    x0, x1, y0, y1 = xs[idx - 1], xs[idx], ys[idx - 1], ys[idx]
+    t = (x - x0) / (x1 - x0).clamp_min(1e-9)
+    return y0 + t.clamp(0, 1) * (y1 - y0)
+
+
+def lite_from_checkpoint(path: Path) -> tuple[DGIQALite, dict[str, Any]]:
+    tensors, meta = load_checkpoint(path)
+    if meta.get("model") != "dgiqa-lite":
+        raise CheckpointError(f"{path} holds a {meta.get('model')!r} model, not dgiqa-lite")
+    model = DGIQALite(LiteConfig.from_dict(meta["arch"]), pretrained_trunk=False)
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit the dgiqa-lite config in its metadata: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    model.calibration = meta.get("calibration", {"kind": "identity"})
+    model.version = str(meta.get("version", model.version))
+    model.meta = meta
+    return model.eval(), meta
+
+
+@register_model("dgiqa-lite")
+def build_dgiqa_lite(checkpoint: Path | None = None, pretrained_trunk: bool = True, **overrides: Any) -> DGIQALite:
+    """With a checkpoint: the trained student exactly as saved. Without: a fresh student (ImageNet trunk) to train."""
+    if checkpoint is not None:
+        return lite_from_checkpoint(checkpoint)[0]
+    return DGIQALite(LiteConfig(**overrides), pretrained_trunk=pretrained_trunk)
