@@ -1,0 +1,191 @@
+"""The one entry point: ``stream-iqa COMMAND``.
+
+Exit codes follow the output contract: 0 done, 2 bad command-line arguments (argparse), 3 input that could not be
+read or decoded (one clear line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from stream_iqa import __version__
+
+EXIT_OK, EXIT_USAGE, EXIT_INPUT = 0, 2, 3
+
+
+def _settings(args: argparse.Namespace, **overrides: Any):
+    from stream_iqa.logging import configure_logging
+    from stream_iqa.settings import Settings
+
+    settings = Settings.load(config=getattr(args, "config", None))
+    model = settings.model.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={"model": model})
+    if getattr(args, "depth", None):
+        settings = settings.model_copy(update={"depth": settings.depth.model_copy(update={"source": args.depth})})
+    configure_logging(settings.log.level, settings.log.format)
+    return settings
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from stream_iqa.scoring import load_scorer, score_files
+
+    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
+    scorer = load_scorer(settings)
+    failed = 0
+    rows = []
+    for record in score_files(scorer, args.paths):
+        failed += "error" in record
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            rows.append(record)
+    if not args.json:
+        table = Table(title=f"{settings.model.name} quality (0–100, higher is better)")
+        for col in ("path", "quality", "low_light", "haze", "flare"):
+            table.add_column(col, justify="left" if col == "path" else "right")
+        for r in rows:
+            if "error" in r:
+                table.add_row(r["path"], f"[red]error: {r['error']}[/red]", "", "", "")
+            else:
+                d = r.get("distortions", {})
+                table.add_row(r["path"], f"{r['quality']:.1f}", *(f"{d[k]:.2f}" if k in d else "–" for k in ("low_light", "haze", "flare")))
+        Console().print(table)
+    return EXIT_INPUT if failed else EXIT_OK
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from stream_iqa.train.trainer import TrainConfig, train
+
+    settings = _settings(args)
+    cfg = TrainConfig.from_yaml(args.recipe) if args.recipe else TrainConfig()
+    for key in ("epochs", "seed", "variants", "batch_size", "threads"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    if args.final:
+        cfg.clive_val_fraction = 0.0
+    run_dir = args.run_dir or Path("runs") / cfg.name
+    train(cfg, settings, out=args.out, run_dir=run_dir, resume=args.resume, command=" ".join(["stream-iqa", *sys.argv[1:]]))
+    return EXIT_OK
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from stream_iqa.train.distill import DistillConfig, distill
+
+    settings = _settings(args)
+    cfg = DistillConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, crops=args.crops)
+    distill(cfg, settings, teacher_checkpoint=args.teacher, images=args.images, student_checkpoint=args.student,
+            out=args.out, command=" ".join(["stream-iqa", *sys.argv[1:]]))
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from stream_iqa.data.mos import load_mos_dataset
+    from stream_iqa.scoring import load_scorer
+    from stream_iqa.train.evaluate import evaluate_images
+
+    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
+    items = load_mos_dataset(args.kind, args.root)
+    if args.limit:
+        items = items[: args.limit]
+    scorer = load_scorer(settings)
+    report = evaluate_images(scorer.model, scorer.depth, items)
+    report.update({"dataset": args.kind, "root": str(args.root), "model": settings.model.name,
+                   "checkpoint": str(settings.model.checkpoint)})
+    print(json.dumps(report, indent=2))
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    settings = _settings(args)
+    print(yaml.safe_dump(settings.masked(), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from stream_iqa.nn.registry import list_models
+
+    print("\n".join(list_models()))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stream-iqa", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"stream-iqa {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser, model: bool = False) -> None:
+        sp.add_argument("--config", type=Path, help="YAML settings file (see configs/)")
+        if model:
+            sp.add_argument("--model", help="registry name (stream-iqa models)")
+            sp.add_argument("--checkpoint", type=Path, help="local checkpoint (default: the shipped student)")
+            sp.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+            sp.add_argument("--depth", choices=["auto", "prior", "depth-anything"], help="depth source")
+
+    sp = sub.add_parser("score", help="score image files or folders")
+    sp.add_argument("paths", nargs="+", help="image files or folders (expanded in sorted order)")
+    sp.add_argument("--json", action="store_true", help="one JSON line per image on stdout")
+    common(sp, model=True)
+    sp.set_defaults(func=cmd_score)
+
+    sp = sub.add_parser("train", help="train the student (synthetic degradations + MOS data)")
+    sp.add_argument("--recipe", type=Path, help="training recipe YAML (configs/train-*.yaml)")
+    sp.add_argument("--out", type=Path, required=True, help="output .safetensors (metadata .json beside it)")
+    sp.add_argument("--run-dir", type=Path, help="where resumable state goes (default runs/NAME)")
+    sp.add_argument("--resume", action="store_true", help="continue from RUN_DIR/state.pt")
+    sp.add_argument("--final", action="store_true", help="train on every MOS photo (no held-out CLIVE part)")
+    for key, typ in (("epochs", int), ("seed", int), ("variants", int), ("batch-size", int), ("threads", int)):
+        sp.add_argument(f"--{key}", type=typ)
+    common(sp)
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("distill", help="distill a teacher (official DGIQA) into the student on unlabelled images")
+    sp.add_argument("--teacher", type=Path, required=True, help="official DGIQA .pth (e.g. DGIQA_Koniq10k.pth)")
+    sp.add_argument("--images", type=Path, nargs="+", required=True, help="unlabelled image files or folders")
+    sp.add_argument("--student", type=Path, help="student checkpoint to start from (default: fresh ImageNet trunk)")
+    sp.add_argument("--out", type=Path, required=True)
+    sp.add_argument("--epochs", type=int, default=5)
+    sp.add_argument("--batch-size", type=int, default=16)
+    sp.add_argument("--crops", type=int, default=10, help="teacher crops per image (official: 10–20)")
+    sp.add_argument("--seed", type=int, default=0)
+    common(sp)
+    sp.set_defaults(func=cmd_distill)
+
+    sp = sub.add_parser("eval", help="SROCC/PLCC/KROCC on a MOS data set")
+    sp.add_argument("kind", choices=["csv", "clive", "livec", "koniq10k", "kadid10k", "spaq"])
+    sp.add_argument("root", type=Path, help="data set folder (or CSV file for 'csv')")
+    sp.add_argument("--limit", type=int, default=0)
+    common(sp, model=True)
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("config", help="print the effective settings (secrets masked)")
+    common(sp)
+    sp.set_defaults(func=cmd_config)
+
+    sp = sub.add_parser("models", help="list registered models")
+    sp.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"stream-iqa {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Loading the configured model and depth source once, and scoring still images with them.
+
+``load_scorer`` is the one place that turns settings into a ready model + depth source, so ``score``, ``eval`` and
+the video pipeline cannot disagree about devices, checkpoints or depth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stream_iqa.depth import create_depth_source
+from stream_iqa.depth.base import DepthSource
+from stream_iqa.nn.api import DISTORTIONS, ScoringModel
+from stream_iqa.nn.registry import create_model, resolve_device
+from stream_iqa.settings import Settings
+from stream_iqa.images import read_rgb, to_tensor
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Scorer:
+    model: ScoringModel
+    depth: DepthSource
+    device: torch.device
+
+    @torch.inference_mode()
+    def score_rgb(self, rgb: torch.Tensor) -> dict[str, Any]:
+        """One (1,3,H,W) [0,1] image → {'quality', 'distortions'} as plain floats."""
+        rgb = rgb.to(self.device)
+        out = self.model.score(rgb, self.depth(rgb))
+        result: dict[str, Any] = {"quality": round(float(out.quality[0]), 2)}
+        if out.distortions is not None:
+            result["distortions"] = {k: round(float(v), 4) for k, v in zip(DISTORTIONS, out.distortions[0].tolist())}
+        return result
+
+
+def load_scorer(settings: Settings) -> Scorer:
+    device = resolve_device(settings.model.device)
+    if device.type == "cpu" and settings.model.threads:
+        torch.set_num_threads(settings.model.threads)
+    kwargs: dict[str, Any] = {}
+    if settings.model.name.startswith("dgiqa") and not settings.model.name.startswith("dgiqa-lite"):
+        kwargs = {"crops": settings.model.teacher_crops, "seed": settings.model.teacher_seed}
+    checkpoint = settings.model.checkpoint
+    if settings.model.name == "dgiqa" and checkpoint is not None and checkpoint.suffix == ".safetensors":
+        raise ValueError(
+            f"model 'dgiqa' needs the official DGIQA .pth, but STREAM_IQA_MODEL__CHECKPOINT is {checkpoint} "
+            "(the default student checkpoint)"
+        )
+    model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
+    depth = create_depth_source(settings.depth, device)
+    return Scorer(model=model, depth=depth, device=device)  # type: ignore[arg-type]
+
+
+def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files as given; folders expanded to their images in sorted order (the contract's input order)."""
+    for p in map(Path, paths):
+        if p.is_dir():
+            yield from sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield p
+
+
+def score_files(scorer: Scorer, paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+    """One record per image in order; an unreadable image yields ``{'path', 'error'}`` and scoring continues."""
+    for path in expand_paths(paths):
+        try:
+            rgb = to_tensor(read_rgb(path))
+        except (ValueError, OSError) as exc:
+            yield {"path": str(path), "error": str(exc)}
+            continue
+        yield {"path": str(path), **scorer.score_rgb(rgb)}

@@ -1,0 +1,171 @@
+"""Training and validation sets for the student, built once and cached as arrays at the model's input size.
+
+Two kinds of items share one record layout so that one batch can mix them:
+
+* synthetic: a pristine natural photo degraded by a sampled recipe (``synthesis``), with its three flags known and
+  a *weak* quality label from MS-SSIM against the pristine image mapped to the MOS scale; ``group`` ties the
+  variants of one photo together for the ranking loss (more severe → lower quality);
+* MOS: a photo with a human opinion score (CLIVE), whose flags are unknown (masked out of the flag loss).
+
+Images are resized to the input size with the same antialiased resize the model applies at inference, and depth is
+computed on the *degraded* image, as the pipeline will see it. Building is the slow part (synthesis, depth,
+MS-SSIM), so arrays are cached under ``data.cache_dir`` keyed by everything that changes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_msssim import ms_ssim
+from tqdm import tqdm
+
+from stream_iqa.depth.base import DepthSource
+from stream_iqa.images import read_rgb, resize_tensor, to_tensor
+from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.train.synthesis import apply_recipe, sample_recipe
+
+#: quality (MOS scale) given to the pristine photos; weak labels fall from it as MS-SSIM falls
+PRISTINE_MOS = 80.0
+#: MS-SSIM → MOS: q = FLOOR + (PRISTINE_MOS - FLOOR) * ms_ssim ** GAMMA (GAMMA > 1 spreads the crowded top end)
+WEAK_FLOOR, WEAK_GAMMA = 5.0, 2.0
+#: side at which MS-SSIM is computed (it needs ≥ 161 px for its 5 scales; larger costs time for little gain)
+MSSSIM_SIDE = 256
+
+
+@dataclass
+class ArraySet:
+    """Items as arrays. ``mos`` is NaN where unknown; ``flags`` rows are -1 where unknown."""
+
+    rgb: np.ndarray  # (N,H,W,3) uint8
+    depth: np.ndarray  # (N,H,W) uint8 (depth × 255)
+    mos: np.ndarray  # (N,) float32, 0–100 or NaN
+    weak: np.ndarray  # (N,) float32, weak quality label or NaN
+    flags: np.ndarray  # (N,3) float32 in {0,1} or -1
+    group: np.ndarray  # (N,) int64, same content → same group (-1: none)
+    severity: np.ndarray  # (N,) float32, 0 for clean
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.rgb)
+
+    @staticmethod
+    def concat(sets: list["ArraySet"]) -> "ArraySet":
+        offset, groups = 0, []
+        for s in sets:
+            g = s.group.copy()
+            g[g >= 0] += offset
+            offset = max(offset, int(g.max()) + 1 if len(g) else offset)
+            groups.append(g)
+        return ArraySet(
+            rgb=np.concatenate([s.rgb for s in sets]),
+            depth=np.concatenate([s.depth for s in sets]),
+            mos=np.concatenate([s.mos for s in sets]),
+            weak=np.concatenate([s.weak for s in sets]),
+            flags=np.concatenate([s.flags for s in sets]),
+            group=np.concatenate(groups),
+            severity=np.concatenate([s.severity for s in sets]),
+            names=[n for s in sets for n in s.names],
+        )
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, rgb=self.rgb, depth=self.depth, mos=self.mos, weak=self.weak, flags=self.flags,
+                 group=self.group, severity=self.severity, names=np.array(self.names))
+        tmp.replace(path)
+
+    @staticmethod
+    def load(path: Path) -> "ArraySet":
+        z = np.load(path)
+        return ArraySet(z["rgb"], z["depth"], z["mos"], z["weak"], z["flags"], z["group"], z["severity"],
+                        [str(n) for n in z["names"]])
+
+
+def _to_u8(x: torch.Tensor) -> np.ndarray:
+    return (x.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).squeeze(0).permute(1, 2, 0).numpy()
+
+
+def weak_quality(degraded: torch.Tensor, pristine: torch.Tensor) -> float:
+    """MS-SSIM of a degraded image against its pristine source, mapped to the MOS scale."""
+    h, w = pristine.shape[-2:]
+    s = MSSSIM_SIDE / min(h, w)
+    size = (max(round(h * s), 161), max(round(w * s), 161))
+    a, b = resize_tensor(degraded, size), resize_tensor(pristine, size)
+    value = float(ms_ssim(a, b, data_range=1.0, size_average=True).clamp(0, 1))
+    return WEAK_FLOOR + (PRISTINE_MOS - WEAK_FLOOR) * value**WEAK_GAMMA
+
+
+def build_synthetic(
+    paths: list[Path],
+    depth_source: DepthSource,
+    size: tuple[int, int],
+    variants: int,
+    seed: int,
+    p_clean: float = 0.15,
+    desc: str = "synthesising",
+) -> ArraySet:
+    """``variants`` degraded versions of each photo plus the pristine photo itself (group = photo)."""
+    rng = np.random.default_rng(seed)
+    rgbs, depths, weak, flags, groups, sev, names = [], [], [], [], [], [], []
+    for gi, path in enumerate(tqdm(paths, desc=desc, leave=False, disable=None)):
+        img = read_rgb(path)
+        pristine = to_tensor(img)
+        clean_depth = depth_source(pristine)[0, 0].numpy()
+        for v in range(variants + 1):
+            if v == 0:
+                out, recipe_flags, severity, label = img, {k: 0 for k in DISTORTIONS}, 0.0, PRISTINE_MOS
+            else:
+                recipe = sample_recipe(rng, p_clean=p_clean)
+                out = apply_recipe(img, clean_depth, recipe, rng)
+                recipe_flags, severity = recipe.flags, float(recipe.severity)
+                label = weak_quality(to_tensor(out), pristine)
+            t = to_tensor(out)
+            small = resize_tensor(t, size)
+            rgbs.append(_to_u8(small))
+            depths.append((depth_source(t, size=size)[0, 0].numpy() * 255.0 + 0.5).astype(np.uint8))
+            weak.append(label)
+            flags.append([float(recipe_flags[k]) for k in DISTORTIONS])
+            groups.append(gi)
+            sev.append(severity)
+            names.append(f"{path.parent.name}/{path.name}#{v}")
+    n = len(rgbs)
+    return ArraySet(
+        rgb=np.stack(rgbs), depth=np.stack(depths), mos=np.full(n, np.nan, np.float32),
+        weak=np.asarray(weak, np.float32), flags=np.asarray(flags, np.float32), group=np.asarray(groups, np.int64),
+        severity=np.asarray(sev, np.float32), names=names,
+    )
+
+
+def build_mos(items: list[tuple[Path, float]], depth_source: DepthSource, size: tuple[int, int],
+              desc: str = "MOS images") -> ArraySet:
+    rgbs, depths, mos, names = [], [], [], []
+    for path, score in tqdm(items, desc=desc, leave=False, disable=None):
+        t = to_tensor(read_rgb(path))
+        rgbs.append(_to_u8(resize_tensor(t, size)))
+        depths.append((depth_source(t, size=size)[0, 0].numpy() * 255.0 + 0.5).astype(np.uint8))
+        mos.append(score)
+        names.append(path.name)
+    n = len(rgbs)
+    return ArraySet(
+        rgb=np.stack(rgbs), depth=np.stack(depths), mos=np.asarray(mos, np.float32),
+        weak=np.full(n, np.nan, np.float32), flags=np.full((n, len(DISTORTIONS)), -1.0, np.float32),
+        group=np.full(n, -1, np.int64), severity=np.zeros(n, np.float32), names=names,
+    )
+
+
+def cache_key(**parts: object) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def cached(path: Path, build: "callable[[], ArraySet]") -> ArraySet:  # type: ignore[valid-type]
+    if path.is_file():
+        return ArraySet.load(path)
+    data = build()
+    data.save(path)
+    return data

@@ -1,0 +1,299 @@
+"""``stream-iqa train``: the student from human opinion scores, synthesised degradations and its ImageNet trunk.
+
+Each batch mixes MOS photos (quality regression + pairwise ranking, flags unknown) with groups of synthetic
+variants of one photo (flags via BCE, weak MS-SSIM quality labels, and ranking within the group, so severity orders
+quality on the same content). The trunk is frozen for the first epochs so the randomly initialised heads do not
+wreck its ImageNet features, then fine-tuned at a lower learning rate. Seeded, resumable (``runs/NAME/state.pt``
+after every epoch), and it ends by fitting the score calibration and writing a self-describing checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from stream_iqa import __version__
+from stream_iqa.data.mos import load_mos_dataset, natural_split, split_items
+from stream_iqa.depth import create_depth_source
+from stream_iqa.logging import get_logger
+from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.nn.checkpoint import save_checkpoint
+from stream_iqa.nn.lite import DGIQALite, LiteConfig
+from stream_iqa.settings import Settings
+from stream_iqa.train.dataset import ArraySet, build_mos, build_synthetic, cache_key, cached
+from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration
+
+log = get_logger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    name: str = "dgiqa-lite"
+    arch: dict[str, Any] = field(default_factory=dict)  # LiteConfig overrides
+    variants: int = 12  # synthetic variants per natural training photo (plus the pristine photo)
+    val_variants: int = 8
+    epochs: int = 10
+    freeze_epochs: int = 3
+    steps_per_epoch: int = 0  # 0: one pass over the MOS photos' worth of batches
+    batch_size: int = 32
+    mos_share: float = 0.5  # fraction of each batch drawn from MOS photos
+    group_size: int = 4  # synthetic variants of one photo per batch (ranking pairs)
+    lr: float = 1e-3
+    trunk_lr: float = 2e-4
+    weight_decay: float = 1e-4
+    w_mos: float = 1.0
+    w_mos_rank: float = 0.5
+    w_weak: float = 0.3
+    w_rank: float = 0.5
+    w_flags: float = 1.0
+    rank_temperature: float = 5.0  # MOS points
+    clive_val_fraction: float = 0.2  # 0: train on every CLIVE photo (the final model)
+    split_seed: int = 0
+    seed: int = 0
+    threads: int = 0
+    flag_threshold: float = 0.5  # fixed before validation
+    max_natural: int = 0  # >0: use only the first N natural photos (smoke tests)
+    max_mos: int = 0  # >0: use only the first N MOS photos (smoke tests)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "TrainConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainData:
+    train: ArraySet
+    val_synthetic: ArraySet
+    val_mos: ArraySet | None
+
+
+def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) -> TrainData:
+    root = settings.data.root
+    depth = create_depth_source(settings.depth, "cpu")
+    split = natural_split(root / "natural")
+    train_nat, val_nat = split["train"], split["val"]
+    if cfg.max_natural:
+        train_nat, val_nat = train_nat[: cfg.max_natural], val_nat[: max(2, cfg.max_natural // 4)]
+    clive = load_mos_dataset("clive", root / "clive")
+    if cfg.max_mos:
+        clive = clive[: cfg.max_mos]
+    if cfg.clive_val_fraction > 0:
+        clive_train, clive_val = split_items(clive, cfg.clive_val_fraction, seed=cfg.split_seed)
+    else:
+        clive_train, clive_val = clive, []
+    cache = settings.data.cache_dir
+    common = dict(size=size, depth=depth.name, v=2)
+    key = lambda **kw: cache_key(**common, **kw)  # noqa: E731
+    syn_train = cached(cache / f"syn-train-{key(p=[str(p) for p in train_nat], n=cfg.variants, s=cfg.seed)}.npz",
+                       lambda: build_synthetic(train_nat, depth, size, cfg.variants, cfg.seed, desc="synth train"))
+    syn_val = cached(cache / f"syn-val-{key(p=[str(p) for p in val_nat], n=cfg.val_variants)}.npz",
+                     lambda: build_synthetic(val_nat, depth, size, cfg.val_variants, 10_000 + cfg.seed, desc="synth val"))
+    mos_train = cached(cache / f"mos-{key(p=[i.path.name for i in clive_train])}.npz",
+                       lambda: build_mos([(i.path, i.mos) for i in clive_train], depth, size, desc="CLIVE train"))
+    mos_val = None
+    if clive_val:
+        mos_val = cached(cache / f"mos-{key(p=[i.path.name for i in clive_val])}.npz",
+                         lambda: build_mos([(i.path, i.mos) for i in clive_val], depth, size, desc="CLIVE val"))
+    return TrainData(train=ArraySet.concat([mos_train, syn_train]), val_synthetic=syn_val, val_mos=mos_val)
+
+
+class BatchSampler:
+    """MOS photos at random plus whole groups of synthetic variants (so ranking pairs share content)."""
+
+    def __init__(self, data: ArraySet, cfg: TrainConfig, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.cfg = cfg
+        self.mos_idx = np.flatnonzero(~np.isnan(data.mos))
+        self.groups: dict[int, np.ndarray] = {}
+        for g in np.unique(data.group[data.group >= 0]):
+            self.groups[int(g)] = np.flatnonzero(data.group == g)
+        self.group_ids = np.array(sorted(self.groups))
+
+    def __call__(self) -> np.ndarray:
+        n_mos = int(round(self.cfg.batch_size * self.cfg.mos_share)) if len(self.mos_idx) else 0
+        n_syn = self.cfg.batch_size - n_mos if len(self.group_ids) else 0
+        parts = [self.rng.choice(self.mos_idx, size=n_mos, replace=len(self.mos_idx) < n_mos)] if n_mos else []
+        while n_syn > 0:
+            g = self.groups[int(self.rng.choice(self.group_ids))]
+            take = self.rng.choice(g, size=min(self.cfg.group_size, len(g), n_syn), replace=False)
+            parts.append(take)
+            n_syn -= len(take)
+        return np.concatenate(parts)
+
+
+def to_batch(data: ArraySet, idx: np.ndarray, model: DGIQALite, flip: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    rgb = torch.from_numpy(data.rgb[idx]).permute(0, 3, 1, 2).float().div_(255.0)
+    depth = torch.from_numpy(data.depth[idx]).unsqueeze(1).float().div_(255.0)
+    if flip is not None and flip.any():
+        f = torch.from_numpy(flip)
+        rgb[f] = rgb[f].flip(-1)
+        depth[f] = depth[f].flip(-1)
+    return model.preprocess(rgb, depth)
+
+
+def pairwise_rank_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Tensor | None, temperature: float) -> torch.Tensor:
+    """Logistic loss on every ordered pair (within the same group when given) whose targets differ."""
+    diff_t = target[:, None] - target[None, :]
+    mask = diff_t > 1e-3
+    if group is not None:
+        mask &= group[:, None] == group[None, :]
+    if not mask.any():
+        return pred.sum() * 0.0
+    diff_p = (pred[:, None] - pred[None, :]) / temperature
+    return F.softplus(-diff_p[mask]).mean()
+
+
+def compute_loss(model: DGIQALite, data: ArraySet, idx: np.ndarray, cfg: TrainConfig,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    x, d = to_batch(data, idx, model, flip=rng.random(len(idx)) < 0.5)
+    q_logit, f_logits = model(x, d)
+    q = torch.sigmoid(q_logit) * 100.0
+    mos = torch.from_numpy(data.mos[idx])
+    weak = torch.from_numpy(data.weak[idx])
+    flags = torch.from_numpy(data.flags[idx])
+    group = torch.from_numpy(data.group[idx])
+    parts: dict[str, torch.Tensor] = {}
+    m = ~torch.isnan(mos)
+    if m.any():
+        parts["mos"] = cfg.w_mos * F.smooth_l1_loss(q[m] / 100.0, mos[m] / 100.0, beta=0.05)
+        parts["mos_rank"] = cfg.w_mos_rank * pairwise_rank_loss(q[m], mos[m], None, cfg.rank_temperature)
+    w = ~torch.isnan(weak)
+    if w.any():
+        parts["weak"] = cfg.w_weak * F.smooth_l1_loss(q[w] / 100.0, weak[w] / 100.0, beta=0.05)
+        parts["rank"] = cfg.w_rank * pairwise_rank_loss(q[w], weak[w], group[w], cfg.rank_temperature)
+    known = flags >= 0
+    if known.any():
+        parts["flags"] = cfg.w_flags * F.binary_cross_entropy_with_logits(f_logits[known], flags[known])
+    total = sum(parts.values())
+    return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def _set_trunk_trainable(model: DGIQALite, trainable: bool) -> None:
+    for p in model.trunk.parameters():
+        p.requires_grad_(trainable)
+
+
+def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume: bool = False,
+          command: str | None = None) -> dict[str, Any]:
+    started = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    arch = LiteConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.arch.items()})
+    model = DGIQALite(arch, pretrained_trunk=True)
+    data = prepare_data(cfg, settings, arch.input_size)
+    log.info("data ready", train=len(data.train), val_synthetic=len(data.val_synthetic),
+             val_mos=len(data.val_mos) if data.val_mos is not None else 0, seconds=round(time.time() - started, 1))
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
+    opt = torch.optim.AdamW(
+        [{"params": head_params, "lr": cfg.lr}, {"params": model.trunk_parameters(), "lr": cfg.trunk_lr}],
+        weight_decay=cfg.weight_decay,
+    )
+    n_mos = int((~np.isnan(data.train.mos)).sum())
+    steps = cfg.steps_per_epoch or max(1, math.ceil(max(n_mos, 1) / max(1, round(cfg.batch_size * cfg.mos_share))))
+    total_steps = steps * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps)))
+    start_epoch, history = 0, []
+    state_path = run_dir / "state.pt"
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, history = state["epoch"], state["history"]
+        log.info("resumed", epoch=start_epoch, state=str(state_path))
+    sampler = BatchSampler(data.train, cfg, rng)
+    for epoch in range(start_epoch, cfg.epochs):
+        frozen = epoch < cfg.freeze_epochs
+        _set_trunk_trainable(model, not frozen)
+        model.train()
+        if frozen:
+            model.trunk.eval()  # keep ImageNet BN statistics while the heads settle
+        sums: dict[str, float] = {}
+        bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}{' (trunk frozen)' if frozen else ''}",
+                   leave=False, disable=None)
+        for _ in bar:
+            loss, parts = compute_loss(model, data.train, sampler(), cfg, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        metrics = evaluate_arrays(model, data.val_synthetic, data.val_mos, cfg.flag_threshold)
+        entry = {"epoch": epoch + 1, "loss": {k: v / steps for k, v in sums.items()}, "val": metrics,
+                 "elapsed_s": round(time.time() - started, 1)}
+        history.append(entry)
+        log.info("epoch", **{"epoch": epoch + 1, "loss": round(sum(entry["loss"].values()), 4),
+                             **{k: v for k, v in _flat(metrics).items()}})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                    "history": history}, state_path)
+    model.eval()
+    calib = fit_calibration(model, data.train)
+    model.calibration = calib
+    final = evaluate_arrays(model, data.val_synthetic, data.val_mos, cfg.flag_threshold)
+    meta = {
+        "model": "dgiqa-lite",
+        "version": f"{__version__}+{cfg.name}",
+        "arch": arch.to_dict(),
+        "preprocess": {"input_size": list(arch.input_size), "resize": "whole frame, bilinear antialiased",
+                       "mean": list(arch.mean), "std": list(arch.std), "rgb_range": [0, 1]},
+        "depth_source": create_depth_source(settings.depth, "cpu").name,
+        "distortions": list(DISTORTIONS),
+        "flag_threshold": cfg.flag_threshold,
+        "calibration": calib,
+        "training": {
+            "config": asdict(cfg),
+            "command": command or " ".join(sys.argv),
+            "data": {"natural": "../shared/data/natural (train split)", "clive": "../shared/data/clive "
+                     + ("(all)" if cfg.clive_val_fraction == 0 else f"(train part, val_fraction={cfg.clive_val_fraction}, seed={cfg.split_seed})"),
+                     "synthetic_items": int((data.train.group >= 0).sum()), "mos_items": n_mos},
+            "wall_time_s": round(time.time() - started, 1),
+            "machine": f"{platform.machine()} {platform.processor() or ''} torch threads={torch.get_num_threads()}".strip(),
+            "torch": torch.__version__,
+        },
+        "metrics": final,
+        "history": history,
+    }
+    save_checkpoint(out, model.state_dict(), meta)
+    log.info("saved", checkpoint=str(out), **_flat(final))
+    return meta
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, float):
+            out[f"{prefix}{k}"] = round(v, 4)
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def dump_json(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, indent=2)
