@@ -76,3 +76,35 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_torch_state_dict(path: str | Path, what: str, setting: str) -> dict[str, torch.Tensor]:
+    """A bare official ``.pth`` state dict, read without running pickled code (``weights_only``).
+
+    ``what`` names the expected file in the messages and ``setting`` the variable that points at it, so a user who
+    gave the wrong path knows what to change.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found: set {setting} to a local file (nothing is downloaded)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip, pickle and weights_only errors all mean the same thing to the user
+        raise CheckpointError(f"cannot read {path} as a PyTorch state dict (.pth): {exc}") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a bare state dict (a mapping of names to tensors)")
+    return state
+
+
+def layout_problems(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], show: int = 5) -> str:
+    """A few missing, unexpected and mis-shaped keys ('' when the layouts match), instead of torch's full dump,
+    which for a wrong file runs to hundreds of lines."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [f"{k} {tuple(got[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in got and got[k].shape != v.shape]
+    parts = [
+        f"{len(items)} {label} (e.g. {', '.join(items[:show])})"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", shapes))
+        if items
+    ]
+    return "; ".join(parts)
