@@ -110,6 +110,15 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stream_iqa.demo import run_demo
+    from stream_iqa.scoring import load_scorer
+
+    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
+    run_demo(load_scorer(settings), severity=args.severity)
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from stream_iqa.nn.registry import list_models
 
@@ -169,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("config", help="print the effective settings (secrets masked)")
     common(sp)
     sp.set_defaults(func=cmd_config)
+
+    sp = sub.add_parser("demo", help="the shipped model on sample photos and their degraded versions")
+    sp.add_argument("--severity", type=float, default=0.6, help="severity of the synthesised distortions (0-1)")
+    common(sp, model=True)
+    sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser("models", help="list registered models")
     sp.set_defaults(func=cmd_models)

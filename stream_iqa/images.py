@@ -22,7 +22,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 HxWx3 → float (1,3,H,W) in [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float().div_(255.0)
+    return torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div_(255.0)
 
 
 def resize_tensor(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

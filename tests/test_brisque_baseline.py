@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import skimage.data
 
-from stream_iqa.baselines.brisque_baseline import brisque_score, brisque_scores, main, read_rgb
+from stream_iqa.baselines.brisque_baseline import brisque_score, brisque_scores, main
+from stream_iqa.images import read_rgb
 from stream_iqa.data.mos import load_clive, split_items
 from stream_iqa.settings import DataSettings
 

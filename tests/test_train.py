@@ -79,6 +79,8 @@ def test_train_command_writes_a_loadable_checkpoint(shared_data, tmp_path):
     assert set(meta["metrics"]) == {"synthetic", "mos"} and len(meta["history"]) == 2
     model = create_model("dgiqa-lite", checkpoint=out)
     assert model.meta["depth_source"] == "prior" and model.meta["training"]["command"] == "test"
+    assert set(model.flag_thresholds) == {"low_light", "haze", "flare"}
+    assert all(0.5 <= v <= 1.0 for v in model.flag_thresholds.values())
     q = model.score(torch.rand(1, 3, 90, 120), torch.rand(1, 1, 90, 120)).quality
     assert 0 <= float(q) <= 100
     # resuming a finished run trains no further epochs and reproduces the same weights
@@ -86,3 +88,20 @@ def test_train_command_writes_a_loadable_checkpoint(shared_data, tmp_path):
     assert len(meta2["history"]) == 2
     a, b = create_model("dgiqa-lite", checkpoint=out), create_model("dgiqa-lite", checkpoint=tmp_path / "m2.safetensors")
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_flag_thresholds_come_from_dev_negatives(tiny_set):
+    from stream_iqa.train.evaluate import fit_flag_thresholds, predict_arrays
+
+    model = DGIQALite(LiteConfig(input_size=SIZE), pretrained_trunk=False).eval()
+    syn = tiny_set.group >= 0
+    dev = ArraySet(tiny_set.rgb[syn], tiny_set.depth[syn], tiny_set.mos[syn], tiny_set.weak[syn], tiny_set.flags[syn],
+                   tiny_set.group[syn], tiny_set.severity[syn], [n for n, k in zip(tiny_set.names, syn) if k])
+    th = fit_flag_thresholds(model, dev, fpr=0.0, floor=0.0)
+    _, probs = predict_arrays(model, dev)
+    for j, name in enumerate(("low_light", "haze", "flare")):
+        negatives = probs[dev.flags[:, j] == 0, j]
+        assert th[name] == pytest.approx(float(negatives.max()), abs=1e-4)  # fpr 0: above every negative
+    floored = fit_flag_thresholds(model, dev, fpr=0.0, floor=0.99)
+    assert all(v >= 0.99 for v in floored.values())
+    assert fit_flag_thresholds(model, None, 0.01, 0.5) == {"low_light": 0.5, "haze": 0.5, "flare": 0.5}

@@ -36,6 +36,7 @@ from brisque import BRISQUE
 from brisque.models import MODEL_PATH
 
 from stream_iqa.data.mos import MOSItem, load_clive, split_items
+from stream_iqa.images import read_rgb
 from stream_iqa.metrics import correlation_report, srocc_bootstrap_ci
 
 
@@ -48,16 +49,6 @@ def _model() -> BRISQUE:
         if not path.is_file():
             raise FileNotFoundError(f"BRISQUE model file missing from the brisque package: {path}")
     return BRISQUE(url=False, model_path={"svm": str(svm_path), "normalize": str(norm_path)})
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); OpenCV decodes both the PNG and the JPEG files of the data sets."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"image not found: {path}")
-        raise ValueError(f"cannot decode image: {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def brisque_score(image: np.ndarray) -> float:

@@ -51,11 +51,13 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from xml.etree import ElementTree
 
 import numpy as np
 import scipy.io
+
+T = TypeVar("T")
 
 DatasetKind = Literal["csv", "clive", "livec", "koniq10k", "kadid10k", "spaq"]
 
@@ -406,8 +408,10 @@ def _unit_hash(name: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
-def split_items(items: Sequence[MOSItem], val_fraction: float, seed: int = 0) -> tuple[list[MOSItem], list[MOSItem]]:
-    """Train/val split decided per item by a hash of its file name (``path.name``) and ``seed``.
+def split_items(
+    items: Sequence[T], val_fraction: float, seed: int = 0, key: Callable[[T], str] | None = None
+) -> tuple[list[T], list[T]]:
+    """Train/val split decided per item by a hash of its file name (``path.name``, or ``key(item)``) and ``seed``.
 
     Each item goes to val when its hash falls below ``val_fraction``, so membership depends on nothing but the name:
     not on list order, the machine, the folder the data lives in, or which other items are present (adding images
@@ -416,10 +420,11 @@ def split_items(items: Sequence[MOSItem], val_fraction: float, seed: int = 0) ->
     """
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    train: list[MOSItem] = []
-    val: list[MOSItem] = []
+    name = key or (lambda item: item.path.name)  # type: ignore[attr-defined]
+    train: list[T] = []
+    val: list[T] = []
     for item in items:
-        (val if _unit_hash(item.path.name, seed) < val_fraction else train).append(item)
+        (val if _unit_hash(name(item), seed) < val_fraction else train).append(item)
     return train, val
 
 

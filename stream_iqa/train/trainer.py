@@ -33,7 +33,8 @@ from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig
 from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import ArraySet, build_mos, build_synthetic, cache_key, cached
-from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration
+from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds
+from stream_iqa.train.synthesis import SYNTHESIS_VERSION
 
 log = get_logger(__name__)
 
@@ -63,7 +64,9 @@ class TrainConfig:
     split_seed: int = 0
     seed: int = 0
     threads: int = 0
-    flag_threshold: float = 0.5  # fixed before validation
+    dev_fraction: float = 0.1  # natural training photos held out to fix the flag thresholds (never val)
+    flag_fpr: float = 0.01  # thresholds: this share of dev images without a distortion may be flagged for it
+    min_flag_threshold: float = 0.5
     max_natural: int = 0  # >0: use only the first N natural photos (smoke tests)
     max_mos: int = 0  # >0: use only the first N MOS photos (smoke tests)
 
@@ -79,6 +82,7 @@ class TrainConfig:
 @dataclass
 class TrainData:
     train: ArraySet
+    dev_synthetic: ArraySet | None  # fixes the flag thresholds before any validation figure is seen
     val_synthetic: ArraySet
     val_mos: ArraySet | None
 
@@ -90,6 +94,7 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
     train_nat, val_nat = split["train"], split["val"]
     if cfg.max_natural:
         train_nat, val_nat = train_nat[: cfg.max_natural], val_nat[: max(2, cfg.max_natural // 4)]
+    train_nat, dev_nat = split_items(train_nat, cfg.dev_fraction, seed=cfg.split_seed, key=lambda p: f"{p.parent.name}/{p.name}")
     clive = load_mos_dataset("clive", root / "clive")
     if cfg.max_mos:
         clive = clive[: cfg.max_mos]
@@ -98,19 +103,24 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
     else:
         clive_train, clive_val = clive, []
     cache = settings.data.cache_dir
-    common = dict(size=size, depth=depth.name, v=2)
+    common = dict(size=size, depth=depth.name, synthesis=SYNTHESIS_VERSION)
     key = lambda **kw: cache_key(**common, **kw)  # noqa: E731
     syn_train = cached(cache / f"syn-train-{key(p=[str(p) for p in train_nat], n=cfg.variants, s=cfg.seed)}.npz",
                        lambda: build_synthetic(train_nat, depth, size, cfg.variants, cfg.seed, desc="synth train"))
     syn_val = cached(cache / f"syn-val-{key(p=[str(p) for p in val_nat], n=cfg.val_variants)}.npz",
                      lambda: build_synthetic(val_nat, depth, size, cfg.val_variants, 10_000 + cfg.seed, desc="synth val"))
+    dev = None
+    if dev_nat:
+        dev = cached(cache / f"syn-dev-{key(p=[str(p) for p in dev_nat], n=cfg.val_variants)}.npz",
+                     lambda: build_synthetic(dev_nat, depth, size, cfg.val_variants, 20_000 + cfg.seed, desc="synth dev"))
     mos_train = cached(cache / f"mos-{key(p=[i.path.name for i in clive_train])}.npz",
                        lambda: build_mos([(i.path, i.mos) for i in clive_train], depth, size, desc="CLIVE train"))
     mos_val = None
     if clive_val:
         mos_val = cached(cache / f"mos-{key(p=[i.path.name for i in clive_val])}.npz",
                          lambda: build_mos([(i.path, i.mos) for i in clive_val], depth, size, desc="CLIVE val"))
-    return TrainData(train=ArraySet.concat([mos_train, syn_train]), val_synthetic=syn_val, val_mos=mos_val)
+    return TrainData(train=ArraySet.concat([mos_train, syn_train]), dev_synthetic=dev, val_synthetic=syn_val,
+                     val_mos=mos_val)
 
 
 class BatchSampler:
@@ -240,8 +250,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
             sched.step()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{float(loss):.4f}")
-        metrics = evaluate_arrays(model, data.val_synthetic, data.val_mos, cfg.flag_threshold)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        metrics = evaluate_arrays(model, data.val_synthetic, data.val_mos, cfg.min_flag_threshold)
         entry = {"epoch": epoch + 1, "loss": {k: v / steps for k, v in sums.items()}, "val": metrics,
                  "elapsed_s": round(time.time() - started, 1)}
         history.append(entry)
@@ -254,7 +264,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
     model.eval()
     calib = fit_calibration(model, data.train)
     model.calibration = calib
-    final = evaluate_arrays(model, data.val_synthetic, data.val_mos, cfg.flag_threshold)
+    thresholds = fit_flag_thresholds(model, data.dev_synthetic, cfg.flag_fpr, cfg.min_flag_threshold)
+    final = evaluate_arrays(model, data.val_synthetic, data.val_mos, thresholds)
     meta = {
         "model": "dgiqa-lite",
         "version": f"{__version__}+{cfg.name}",
@@ -263,14 +274,15 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
                        "mean": list(arch.mean), "std": list(arch.std), "rgb_range": [0, 1]},
         "depth_source": create_depth_source(settings.depth, "cpu").name,
         "distortions": list(DISTORTIONS),
-        "flag_threshold": cfg.flag_threshold,
+        "flag_thresholds": thresholds,
         "calibration": calib,
         "training": {
             "config": asdict(cfg),
             "command": command or " ".join(sys.argv),
             "data": {"natural": "../shared/data/natural (train split)", "clive": "../shared/data/clive "
                      + ("(all)" if cfg.clive_val_fraction == 0 else f"(train part, val_fraction={cfg.clive_val_fraction}, seed={cfg.split_seed})"),
-                     "synthetic_items": int((data.train.group >= 0).sum()), "mos_items": n_mos},
+                     "synthetic_items": int((data.train.group >= 0).sum()), "mos_items": n_mos,
+                     "dev_items": len(data.dev_synthetic) if data.dev_synthetic is not None else 0},
             "wall_time_s": round(time.time() - started, 1),
             "machine": f"{platform.machine()} {platform.processor() or ''} torch threads={torch.get_num_threads()}".strip(),
             "torch": torch.__version__,
