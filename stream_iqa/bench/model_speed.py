@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.depth_anything:
         from stream_iqa.depth.depth_anything import DepthAnythingSource
 
-        da = DepthAnythingSource.random(version="v2")
+        da = DepthAnythingSource(None, version="v2")  # no checkpoint: random weights, same cost
         fns["Depth Anything V2 ViT-S, 518 px"] = (lambda: da(image), 1)
     rates = best_rate(fns, args.rounds, min_time=1.0 if args.rounds > 1 else 0.3)
     print(f"machine: {platform.machine()} {platform.processor()}, torch {torch.__version__}, "

@@ -53,6 +53,10 @@ class ArraySet:
     def __len__(self) -> int:
         return len(self.rgb)
 
+    def tensors(self, idx: np.ndarray | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB (N,3,H,W) and depth (N,1,H,W) as float in [0,1], ready for the model's ``preprocess``."""
+        return to_unit_tensors(self.rgb[idx], self.depth[idx])
+
     @staticmethod
     def concat(sets: list["ArraySet"]) -> "ArraySet":
         offset, groups = 0, []
@@ -88,6 +92,12 @@ class ArraySet:
 
 def _to_u8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).squeeze(0).permute(1, 2, 0).numpy()
+
+
+def to_unit_tensors(rgb: np.ndarray, depth: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (N,H,W,3) RGB and (N,H,W) depth arrays → float tensors in [0,1] (N,3,H,W) and (N,1,H,W)."""
+    return (torch.from_numpy(rgb).permute(0, 3, 1, 2).float().div_(255.0),
+            torch.from_numpy(depth).unsqueeze(1).float().div_(255.0))
 
 
 def weak_quality(degraded: torch.Tensor, pristine: torch.Tensor) -> float:

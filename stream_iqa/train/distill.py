@@ -31,6 +31,7 @@ from stream_iqa.nn.lite import DGIQALite, lite_from_checkpoint
 from stream_iqa.nn.registry import create_model
 from stream_iqa.scoring import expand_paths
 from stream_iqa.settings import Settings
+from stream_iqa.train.dataset import to_unit_tensors
 from stream_iqa.train.trainer import pairwise_rank_loss
 
 log = get_logger(__name__)
@@ -108,9 +109,7 @@ def distill(cfg: DistillConfig, settings: Settings, teacher_checkpoint: Path | N
         total = 0.0
         for i in range(0, len(order), cfg.batch_size):
             idx = order[i : i + cfg.batch_size]
-            x = torch.from_numpy(rgb[idx]).permute(0, 3, 1, 2).float().div_(255.0)
-            d = torch.from_numpy(depth[idx]).unsqueeze(1).float().div_(255.0)
-            x, d = student.preprocess(x, d)
+            x, d = student.preprocess(*to_unit_tensors(rgb[idx], depth[idx]))
             q_logit, _ = student(x, d)
             q = torch.sigmoid(q_logit) * 100.0
             tokens = capture.value.mean(dim=1)

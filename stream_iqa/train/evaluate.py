@@ -29,9 +29,7 @@ def predict_arrays(model: Any, data: ArraySet, batch_size: int = 64, raw: bool =
     model.eval()
     qs, fs = [], []
     for i in range(0, len(data), batch_size):
-        rgb = torch.from_numpy(data.rgb[i : i + batch_size]).permute(0, 3, 1, 2).float().div_(255.0)
-        depth = torch.from_numpy(data.depth[i : i + batch_size]).unsqueeze(1).float().div_(255.0)
-        x, d = model.preprocess(rgb, depth)
+        x, d = model.preprocess(*data.tensors(slice(i, i + batch_size)))
         q_logit, f_logits = model(x, d)
         q = torch.sigmoid(q_logit) * 100.0
         qs.append((q if raw else model.calibrate(q)).numpy())

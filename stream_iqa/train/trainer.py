@@ -148,8 +148,7 @@ class BatchSampler:
 
 
 def to_batch(data: ArraySet, idx: np.ndarray, model: DGIQALite, flip: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    rgb = torch.from_numpy(data.rgb[idx]).permute(0, 3, 1, 2).float().div_(255.0)
-    depth = torch.from_numpy(data.depth[idx]).unsqueeze(1).float().div_(255.0)
+    rgb, depth = data.tensors(idx)
     if flip is not None and flip.any():
         f = torch.from_numpy(flip)
         rgb[f] = rgb[f].flip(-1)
