@@ -119,7 +119,7 @@ def distill(cfg: DistillConfig, settings: Settings, teacher_checkpoint: Path | N
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         history.append({"epoch": epoch + 1, "loss": total / len(paths)})
         log.info("distill epoch", epoch=epoch + 1, loss=round(total / len(paths), 5))
     capture.handle.remove()
