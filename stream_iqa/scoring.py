@@ -19,6 +19,9 @@ from stream_iqa.nn.api import DISTORTIONS, ScoringModel
 from stream_iqa.nn.registry import create_model, resolve_device
 from stream_iqa.settings import Settings
 from stream_iqa.images import read_rgb, to_tensor
+from stream_iqa.logging import get_logger
+
+log = get_logger(__name__)
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -55,6 +58,11 @@ def load_scorer(settings: Settings) -> Scorer:
         )
     model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
     depth = create_depth_source(settings.depth, device)
+    trained_with = getattr(model, "meta", {}).get("depth_source")
+    if trained_with and trained_with != depth.name:
+        # Legal (both give inverse depth in [0,1]) but the heads learned the statistics of one source.
+        log.warning("depth source differs from training", trained_with=trained_with, using=depth.name,
+                    setting="STREAM_IQA_DEPTH__SOURCE")
     return Scorer(model=model, depth=depth, device=device)  # type: ignore[arg-type]
 
 

