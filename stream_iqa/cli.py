@@ -48,8 +48,9 @@ def cmd_score(args: argparse.Namespace) -> int:
             rows.append(record)
     if not args.json:
         table = Table(title=f"{settings.model.name} quality (0–100, higher is better)")
-        for col in ("path", "quality", "low_light", "haze", "flare"):
-            table.add_column(col, justify="left" if col == "path" else "right")
+        table.add_column("path", overflow="fold")
+        for col in ("quality", "low_light", "haze", "flare"):
+            table.add_column(col, justify="right")
         for r in rows:
             if "error" in r:
                 table.add_row(r["path"], f"[red]error: {r['error']}[/red]", "", "", "")

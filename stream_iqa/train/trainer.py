@@ -86,6 +86,7 @@ class TrainData:
     dev_synthetic: ArraySet | None  # fixes the flag thresholds before any validation figure is seen
     val_synthetic: ArraySet
     val_mos: ArraySet | None
+    depth_source: str  # the depth source's name, recorded in the checkpoint
 
 
 def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) -> TrainData:
@@ -121,7 +122,7 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
         mos_val = cached(cache / f"mos-{key(p=[i.path.name for i in clive_val])}.npz",
                          lambda: build_mos([(i.path, i.mos) for i in clive_val], depth, size, desc="CLIVE val"))
     return TrainData(train=ArraySet.concat([mos_train, syn_train]), dev_synthetic=dev, val_synthetic=syn_val,
-                     val_mos=mos_val)
+                     val_mos=mos_val, depth_source=depth.name)
 
 
 class BatchSampler:
@@ -272,7 +273,7 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
         "arch": arch.to_dict(),
         "preprocess": {"input_size": list(arch.input_size), "resize": "whole frame, bilinear antialiased",
                        "mean": list(arch.mean), "std": list(arch.std), "rgb_range": [0, 1]},
-        "depth_source": create_depth_source(settings.depth, "cpu").name,
+        "depth_source": data.depth_source,
         "distortions": list(DISTORTIONS),
         "flag_thresholds": thresholds,
         "calibration": calib,
