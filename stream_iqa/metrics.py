@@ -133,11 +133,11 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
     return float(u) / (n_pos * n_neg)
 
 
-def correlation_report(pred: ArrayLike, mos: ArrayLike, mapping: Mapping = "logistic4") -> dict[str, float]:
+def correlation_report(pred: ArrayLike, mos: ArrayLike, mapping: Mapping = "logistic4") -> dict[str, float | int]:
     """SROCC, KROCC, PLCC (mapped and raw) and mapped RMSE in one dict, the row an IQA results table needs."""
     x, y = _pair(pred, mos)
     return {
-        "n": float(x.size),
+        "n": int(x.size),
         "srocc": srocc(x, y),
         "krocc": krocc(x, y),
         "plcc": plcc(x, y, mapping),
