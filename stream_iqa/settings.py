@@ -55,6 +55,29 @@ class DataSettings(BaseModel):
     cache_dir: Path = Field(REPO_ROOT / ".cache", description="Derived training caches (synthetic sets, features).")
 
 
+class VideoSettings(BaseModel):
+    """How clips are opened, sampled and bounded.
+
+    The limits exist so that one hostile or mistaken message cannot pin a worker for hours or exhaust its memory:
+    they are checked from metadata before decoding and again while decoding (duration by pts, pixels per frame).
+    """
+
+    sampling: Literal["fps", "every_n", "keyframes"] = Field(
+        "fps", description="'fps': N frames per second by timestamp; 'every_n': every Nth decoded frame; "
+        "'keyframes': key frames only (non-key frames are skipped by the decoder, the cheapest policy)."
+    )
+    fps: float = Field(2.0, gt=0, description="Frames per second for the 'fps' policy.")
+    every_n: int = Field(10, ge=1, description="Stride for the 'every_n' policy.")
+    max_duration_s: float = Field(3600.0, gt=0, description="Longest clip accepted (seconds).")
+    max_pixels: int = Field(3840 * 2160, gt=0, description="Largest frame accepted (width × height).")
+    max_bytes: int = Field(2 * 1024**3, gt=0, description="Largest file or payload accepted (bytes).")
+    allow_urls: bool = Field(False, description="Let FFmpeg open http(s) URLs; off by default (SSRF, cost).")
+    threads: int = Field(0, ge=0, description="Decoder threads; 0 lets FFmpeg/decord choose.")
+    backend: Literal["pyav", "decord"] = Field(
+        "pyav", description="'decord' reads local files only; URLs and bytes always use PyAV."
+    )
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     format: Literal["auto", "json", "console"] = Field(
@@ -73,6 +96,7 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     depth: DepthSettings = DepthSettings()
     data: DataSettings = DataSettings()
+    video: VideoSettings = VideoSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

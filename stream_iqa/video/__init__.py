@@ -1,0 +1,64 @@
+"""Decode and sample: the first stage of the pipeline (see docs/ARCHITECTURE.md).
+
+>>> with open_video("clip.mp4", VideoSettings(fps=2)) as clip:
+...     for f in clip.frames():
+...         f.index, f.t, f.rgb.shape
+
+Every failure is a :class:`VideoError` whose ``code`` is in the output contract's closed set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .decode import PyAVClip
+from .errors import ErrorCode, VideoError, video_error
+from .frame import ClipInfo, SampledFrame, VideoClip
+from stream_iqa.settings import VideoSettings
+from .source import VideoInput, resolve_source
+
+__all__ = [
+    "ClipInfo",
+    "ErrorCode",
+    "SampledFrame",
+    "VideoClip",
+    "VideoError",
+    "VideoInput",
+    "VideoSettings",
+    "open_video",
+    "sample_frames",
+    "video_error",
+]
+
+
+def open_video(
+    src: VideoInput,
+    settings: VideoSettings | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    name: str | None = None,
+) -> VideoClip:
+    """Vet and open ``src`` (path, http(s) URL if allowed, or bytes of a self-contained segment).
+
+    ``size`` = (width, height) of the returned frames, resized by the decoder's scaler; ``name`` labels bytes input
+    in errors. decord is used only when asked for and the input is a local file.
+    """
+    settings = settings or VideoSettings()
+    source = resolve_source(src, settings, name)
+    if settings.backend == "decord" and source.path is not None:
+        from .decord_backend import DecordClip
+
+        return DecordClip(source, settings, size)
+    return PyAVClip(source, settings, size)
+
+
+def sample_frames(
+    src: VideoInput,
+    settings: VideoSettings | None = None,
+    *,
+    size: tuple[int, int] | None = None,
+    name: str | None = None,
+) -> Iterator[SampledFrame]:
+    """Open, sample and close in one generator (closed also when the consumer stops early)."""
+    with open_video(src, settings, size=size, name=name) as clip:
+        yield from clip.frames()

@@ -1,0 +1,187 @@
+"""PyAV backend: open (path, URL, bytes), check limits from metadata, decode, sample, convert, rotate.
+
+Only sampled frames are converted to RGB (the conversion, not the decode, dominates at low sampling rates), and the
+optional resize runs inside that same swscale call. Every FFmpeg error is translated into a VideoError.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+
+import av
+import av.error
+import numpy as np
+
+from .errors import (
+    NotFoundError,
+    NoVideoStreamError,
+    TooLargeError,
+    TooLongError,
+    UndecodableVideoError,
+    VideoError,
+)
+from .frame import ClipInfo, SampledFrame
+from .sampling import make_sampler
+from stream_iqa.settings import VideoSettings
+from .source import Source
+
+
+def open_container(source: Source) -> av.container.InputContainer:
+    """``av.open`` with FFmpeg's exceptions mapped to contract codes (missing → not_found, else undecodable)."""
+    try:
+        return av.open(source.target(), mode="r")
+    except (av.error.FileNotFoundError, av.error.HTTPNotFoundError) as exc:
+        raise NotFoundError(source.label, _cause(exc)) from None
+    except av.FFmpegError as exc:
+        raise UndecodableVideoError(source.label, f"cannot open container ({_cause(exc)})") from None
+
+
+def _cause(exc: BaseException) -> str:
+    """FFmpeg's own words without the repeated file name PyAV appends."""
+    strerror = getattr(exc, "strerror", None)
+    return strerror or str(exc) or type(exc).__name__
+
+
+def check_stream(
+    source: Source, container: av.container.InputContainer, settings: VideoSettings
+) -> tuple[av.video.stream.VideoStream, ClipInfo]:
+    """The first video stream and its metadata, after the limits that metadata can answer (pixels, duration)."""
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams})
+        what = f"only {', '.join(kinds)} streams" if kinds else "no streams at all (empty or zero-frame container)"
+        raise NoVideoStreamError(source.label, f"no video stream: {what}")
+    stream = container.streams.video[0]
+    ctx = stream.codec_context
+    width, height = ctx.width, ctx.height
+    if width <= 0 or height <= 0:
+        raise UndecodableVideoError(source.label, "video stream has no frame size (corrupt or zero-frame stream)")
+    if width * height > settings.max_pixels:
+        raise TooLargeError(
+            source.label, f"frame {width}x{height} exceeds max_pixels={settings.max_pixels}"
+        )
+    duration: float | None = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    if duration is not None and duration > settings.max_duration_s:
+        raise TooLongError(
+            source.label, f"duration {duration:.1f} s exceeds max_duration_s={settings.max_duration_s:g}"
+        )
+    frames = stream.frames or 0
+    if duration is not None and duration <= 0 and frames == 0:
+        raise UndecodableVideoError(source.label, "video stream has zero duration and no frames")
+    rate = stream.average_rate or stream.guessed_rate
+    info = ClipInfo(
+        duration_s=duration,
+        width=width,
+        height=height,
+        fps=float(rate) if rate else None,
+        codec=ctx.name,
+        frames=frames,
+    )
+    return stream, info
+
+
+def frame_to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    """uint8 HxWx3, display-oriented; ``size`` is the (width, height) wanted after rotation.
+
+    The resize happens in swscale together with the colour conversion (one pass); rotation is a numpy rot90 of the
+    result, since ``frame.rotation`` is counter-clockwise degrees as in FFmpeg's display matrix.
+    """
+    k = int(round((frame.rotation or 0) / 90.0)) % 4
+    if size is not None:
+        w, h = size if k % 2 == 0 else (size[1], size[0])
+        rgb = frame.to_ndarray(format="rgb24", width=w, height=h)
+    else:
+        rgb = frame.to_ndarray(format="rgb24")
+    if k:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k))
+    return rgb
+
+
+class PyAVClip:
+    """A clip opened with PyAV. Opening checks the limits; :meth:`frames` decodes and samples.
+
+    Use as a context manager (or call :meth:`close`): an unclosed container keeps FFmpeg buffers and decoder
+    threads alive, which is what makes a long-running service grow.
+    """
+
+    def __init__(
+        self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None
+    ) -> None:
+        self.label = source.label
+        self.settings = settings
+        self.size = size
+        self._container = open_container(source)
+        try:
+            self._stream, self.info = check_stream(source, self._container, settings)
+        except BaseException:
+            self._container.close()
+            raise
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> PyAVClip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def frames(self) -> Iterator[SampledFrame]:
+        """Sampled frames in presentation order; raises VideoError (too_long, too_large, undecodable_video)."""
+        try:
+            yield from self._decode()
+        except VideoError:
+            raise
+        except av.FFmpegError as exc:
+            raise UndecodableVideoError(self.label, f"decoding failed ({_cause(exc)})") from None
+
+    def _decode(self) -> Iterator[SampledFrame]:
+        s = self.settings
+        stream = self._stream
+        ctx = stream.codec_context
+        stream.thread_type = "AUTO"
+        ctx.thread_count = s.threads
+        keyframes_only = s.sampling == "keyframes"
+        if keyframes_only:
+            ctx.skip_frame = "NONKEY"
+        sampler = make_sampler(s.sampling, s.fps, s.every_n)
+        time_base = stream.time_base
+        step = 1.0 / self.info.fps if self.info.fps else 0.0
+        packet_pts: list[int] = []  # keyframes only, sorted: recovers each key frame's index in the full stream
+        first_pts: int | None = None
+        decoded = 0
+        t = -step
+        for packet in self._container.demux(stream):
+            if keyframes_only and packet.pts is not None:
+                bisect.insort(packet_pts, packet.pts)
+            for frame in packet.decode():
+                if frame.pts is not None and time_base is not None:
+                    if first_pts is None:
+                        first_pts = frame.pts
+                    t = float((frame.pts - first_pts) * time_base)
+                else:  # no pts at all (rare raw streams): assume the nominal rate
+                    t = t + step
+                if t > s.max_duration_s:
+                    raise TooLongError(
+                        self.label, f"passed max_duration_s={s.max_duration_s:g} at t={t:.1f} s while decoding"
+                    )
+                if frame.width * frame.height > s.max_pixels:
+                    raise TooLargeError(
+                        self.label, f"frame {frame.width}x{frame.height} exceeds max_pixels={s.max_pixels}"
+                    )
+                if keyframes_only:
+                    # Closed GOPs: every frame shown before this key frame was demuxed before it.
+                    index = bisect.bisect_left(packet_pts, frame.pts) if frame.pts is not None else decoded
+                else:
+                    index = decoded
+                decoded += 1
+                if sampler.take(index, t):
+                    yield SampledFrame(
+                        index=index, t=t, rgb=frame_to_rgb(frame, self.size), keyframe=bool(frame.key_frame)
+                    )
+        if decoded == 0:
+            raise UndecodableVideoError(self.label, "no decodable video frames")

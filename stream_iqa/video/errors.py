@@ -1,0 +1,84 @@
+"""Typed errors for decode and sample, one per code of the output contract's closed set.
+
+Callers (replay's exit 3, the service's errors topic) map ``VideoError.code`` straight into the error record, so the
+codes here must stay within ``../shared/docs/output-contract.md``. An empty file is reported as
+``undecodable_video`` (with "empty" in the message) rather than a new ``empty_input`` code: the contract's set is
+closed and an empty file is, to every consumer, simply input that cannot be decoded.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from stream_iqa.schema import ErrorCode
+
+
+class VideoError(Exception):
+    """An input that cannot be analysed, with a contract code and a one-line message naming the input.
+
+    The message is forced onto one line because replay prints it as the single stderr line of exit 3 and the
+    service puts it in a JSON record; a multi-line FFmpeg message would break both.
+    """
+
+    code: ClassVar[ErrorCode] = "internal"
+
+    def __init__(self, source: str, cause: str) -> None:
+        self.source = source
+        self.cause = " ".join(str(cause).split())
+        super().__init__(f"{self.source}: {self.cause}")
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class NotFoundError(VideoError):
+    code = "not_found"
+
+
+class UndecodableVideoError(VideoError):
+    code = "undecodable_video"
+
+
+class NoVideoStreamError(VideoError):
+    code = "no_video_stream"
+
+
+class TooLargeError(VideoError):
+    code = "too_large"
+
+
+class TooLongError(VideoError):
+    code = "too_long"
+
+
+class UriNotAllowedError(VideoError):
+    code = "uri_not_allowed"
+
+
+class InvalidMessageError(VideoError):
+    code = "invalid_message"
+
+
+class InternalVideoError(VideoError):
+    code = "internal"
+
+
+_BY_CODE: dict[str, type[VideoError]] = {
+    cls.code: cls
+    for cls in (
+        NotFoundError,
+        UndecodableVideoError,
+        NoVideoStreamError,
+        TooLargeError,
+        TooLongError,
+        UriNotAllowedError,
+        InvalidMessageError,
+        InternalVideoError,
+    )
+}
+
+
+def video_error(code: ErrorCode, source: str, cause: str) -> VideoError:
+    """Build the subclass for ``code`` (for code paths that pick the code at run time)."""
+    return _BY_CODE[code](source, cause)

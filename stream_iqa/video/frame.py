@@ -1,0 +1,55 @@
+"""What decode and sample hands to the rest of the pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class SampledFrame:
+    """One sampled frame, display-oriented (rotation metadata applied).
+
+    ``index`` is the frame's position in the decoded stream (presentation order), ``t`` seconds from the first
+    frame's pts, so both survive variable frame rates and map straight onto the contract's ``frame_index``/``t``.
+    """
+
+    index: int
+    t: float
+    rgb: np.ndarray  # uint8 HxWx3
+    keyframe: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClipInfo:
+    """Container/stream metadata read before decoding.
+
+    ``width``/``height`` are the coded (stored) size: the rotation lives in per-frame side data, which PyAV only
+    exposes on decoded frames, so a 90°-rotated clip yields frames of ``height``×``width``. ``duration_s``/``fps``
+    are None where the container does not say (e.g. some MPEG-TS segments); ``frames`` is 0 when unknown.
+    """
+
+    duration_s: float | None
+    width: int
+    height: int
+    fps: float | None
+    codec: str
+    frames: int
+
+
+class VideoClip(Protocol):
+    """An opened clip; use as a context manager so the decoder is always released."""
+
+    info: ClipInfo
+    label: str
+
+    def frames(self) -> Iterator[SampledFrame]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> VideoClip: ...
+
+    def __exit__(self, *exc: object) -> None: ...
