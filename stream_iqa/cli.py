@@ -103,6 +103,52 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from stream_iqa.dumps import write_frames
+    from stream_iqa.pipeline import Pipeline
+    from stream_iqa.schema import ErrorRecord
+    from stream_iqa.video import VideoError
+
+    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
+    video = {k: v for k, v in (("fps", args.fps), ("sampling", args.sampling), ("backend", args.backend)) if v is not None}
+    if video:
+        settings = settings.model_copy(update={"video": settings.video.model_copy(update=video)})
+    clip_id = args.clip_id or Path(args.video).name
+    pipeline = Pipeline(settings)
+    try:
+        analysis = pipeline.analyze(args.video, clip_id=clip_id, depth_state=pipeline.new_depth_state())
+    except VideoError as exc:
+        if args.json:
+            print(ErrorRecord(clip_id=clip_id, code=exc.code, message=str(exc)).model_dump_json(by_alias=True),
+                  file=sys.stderr)
+        else:
+            print(f"stream-iqa replay: {exc} [{exc.code}]", file=sys.stderr)
+        return EXIT_INPUT
+    if args.dump:
+        write_frames(analysis.frames, args.dump)
+    report = analysis.report
+    if args.json:
+        print(report.model_dump_json(by_alias=True))
+        return EXIT_OK
+    console = Console()
+    q = report.quality
+    console.print(f"[bold]{clip_id}[/bold]: {report.duration_s:.2f} s, {report.frames_analyzed} frames analysed; "
+                  f"quality mean {q.mean:.1f}, min {q.min:.1f}, p10 {q.p10:.1f} (0–100, higher is better)")
+    table = Table(title="degraded segments")
+    for col in ("type", "start (s)", "end (s)", "confidence"):
+        table.add_column(col, justify="left" if col == "type" else "right")
+    for seg in report.segments:
+        table.add_row(seg.type, f"{seg.start:.2f}", f"{seg.end:.2f}", f"{seg.confidence:.2f}")
+    if report.segments:
+        console.print(table)
+    else:
+        console.print("no low-light, haze or flare segments")
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     import yaml
 
@@ -175,6 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=0)
     common(sp, model=True)
     sp.set_defaults(func=cmd_eval)
+
+    from stream_iqa.dumps import dump_path
+
+    sp = sub.add_parser("replay", help="analyse one video file: segments and clip quality (the service's pipeline)")
+    sp.add_argument("video", help="video file (or an http(s) URL when video.allow_urls is set)")
+    sp.add_argument("--json", action="store_true", help="the ClipReport alone on stdout")
+    sp.add_argument("--dump", type=dump_path, help="per-frame records to FILE.jsonl or FILE.csv")
+    sp.add_argument("--fps", type=float, help="frames per second to sample (sampling 'fps')")
+    sp.add_argument("--sampling", choices=["fps", "every_n", "keyframes"])
+    sp.add_argument("--backend", choices=["pyav", "decord"])
+    sp.add_argument("--clip-id", help="clip id in the report (default: the file name)")
+    common(sp, model=True)
+    sp.set_defaults(func=cmd_replay)
 
     sp = sub.add_parser("config", help="print the effective settings (secrets masked)")
     common(sp)

@@ -1,0 +1,167 @@
+"""The one path from a video to its report: decode → sample → depth (reused per stream) → model → temporal → report.
+
+``replay`` and the Kafka service differ only in where clips come from and where reports go; both call
+``Pipeline.analyze``. The model and depth source are loaded once per process (``Pipeline(settings)``); decoding runs
+ahead of inference on its own thread through a bounded queue, so the two overlap and a slow model cannot make the
+decoder buffer a whole clip in memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from stream_iqa.depth.state import DepthState
+from stream_iqa.logging import get_logger
+from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.schema import ClipReport, Distortions, FrameRecord, ModelInfo, Source
+from stream_iqa.scoring import Scorer, load_scorer
+from stream_iqa.settings import Settings
+from stream_iqa.temporal import build_report
+from stream_iqa.video import SampledFrame, VideoError, VideoInput, open_video, video_error
+
+log = get_logger(__name__)
+
+_DONE = object()
+
+
+@dataclass
+class ClipAnalysis:
+    report: ClipReport
+    frames: list[FrameRecord]
+
+
+class Pipeline:
+    """Settings, model and depth source, loaded once; ``analyze`` per clip."""
+
+    def __init__(self, settings: Settings, scorer: Scorer | None = None) -> None:
+        self.settings = settings
+        self.scorer = scorer or load_scorer(settings)
+        model = self.scorer.model
+        self.model_info = ModelInfo(name=getattr(model, "model_name", "unknown"), version=str(getattr(model, "version", "0")))
+        self.thresholds: dict[str, float] = dict(getattr(model, "flag_thresholds", {k: 0.5 for k in DISTORTIONS}))
+
+    def new_depth_state(self) -> DepthState:
+        """Per-stream depth reuse: one per stream (the service keeps one per stream_id), reset on a new stream."""
+        return DepthState(self.scorer.depth, self.settings.depth_reuse)
+
+    def analyze(
+        self,
+        src: VideoInput,
+        *,
+        clip_id: str,
+        stream_id: str | None = None,
+        source: Source | None = None,
+        depth_state: DepthState | None = None,
+        name: str | None = None,
+        on_frame: Callable[[FrameRecord], None] | None = None,
+    ) -> ClipAnalysis:
+        """Analyse one clip. Raises ``VideoError`` (with a contract code) for input that cannot be analysed."""
+        cfg = self.settings.engine
+        records: list[FrameRecord] = []
+        with open_video(src, self.settings.video, name=name or clip_id) as clip:
+            batch: list[SampledFrame] = []
+            last_t = 0.0
+            for frame in _prefetch(clip.frames(), cfg.prefetch):
+                batch.append(frame)
+                last_t = frame.t
+                if len(batch) >= cfg.batch_size:
+                    records += self._score(batch, depth_state, on_frame)
+                    batch = []
+            if batch:
+                records += self._score(batch, depth_state, on_frame)
+            info = clip.info
+        if not records:
+            raise video_error("undecodable_video", name or clip_id, "no frame could be decoded")
+        duration = info.duration_s if info.duration_s else last_t + (1.0 / info.fps if info.fps else 0.0)
+        duration = max(duration, last_t)
+        report = build_report(
+            records, clip_id=clip_id, stream_id=stream_id or clip_id, duration_s=duration, model=self.model_info,
+            thresholds=self.thresholds, settings=self.settings.temporal, source=source,
+        )
+        return ClipAnalysis(report=report, frames=records)
+
+    @torch.inference_mode()
+    def _score(self, batch: list[SampledFrame], depth_state: DepthState | None,
+               on_frame: Callable[[FrameRecord], None] | None) -> list[FrameRecord]:
+        side = self.settings.engine.analysis_short_side
+        rgb = torch.from_numpy(np.stack([_shrink(f.rgb, side) for f in batch])).permute(0, 3, 1, 2)
+        rgb = rgb.to(self.scorer.device, non_blocking=True).float().div_(255.0)
+        if depth_state is not None:
+            depth, fresh = depth_state.depth_for(rgb, size=tuple(rgb.shape[-2:]))
+        else:
+            depth, fresh = self.scorer.depth(rgb), [True] * len(batch)
+        out = self.scorer.model.score(rgb, depth)
+        quality = out.quality.float().cpu().numpy()
+        probs = out.distortions.float().cpu().numpy() if out.distortions is not None else np.zeros((len(batch), 3))
+        records = []
+        for f, q, p, fr in zip(batch, quality, probs, fresh):
+            rec = FrameRecord(frame_index=f.index, t=round(f.t, 4), quality=round(float(q), 2),
+                              distortions=Distortions(**{k: round(float(v), 4) for k, v in zip(DISTORTIONS, p)}),
+                              depth_fresh=bool(fr))
+            records.append(rec)
+            if on_frame is not None:
+                on_frame(rec)
+        return records
+
+
+def _shrink(rgb: np.ndarray, short_side: int) -> np.ndarray:
+    """Area-downscale so the shorter side is ``short_side`` (never upscale): the model sees 192² and the depth prior
+    128 px, so full-resolution float tensors would only cost memory and copies."""
+    h, w = rgb.shape[:2]
+    s = short_side / min(h, w)
+    if s >= 1.0:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _prefetch(frames: Iterator[SampledFrame], depth: int) -> Iterator[SampledFrame]:
+    """Run the decoder on its own thread, ``depth`` frames ahead; its errors are re-raised here, in order."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        """Hand one item over unless the consumer has gone; never blocks forever on a full queue."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for f in frames:
+                if not put(f):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            put(exc)
+
+    worker = threading.Thread(target=produce, name="decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+        close = getattr(frames, "close", None)
+        if close is not None and not worker.is_alive():
+            close()
+
+
+__all__ = ["ClipAnalysis", "Pipeline", "VideoError"]

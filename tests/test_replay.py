@@ -1,0 +1,137 @@
+"""replay end to end on clips built from real footage with known degraded spans, and its failure modes."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from stream_iqa.bench.clips import ClipSpec, build_clip, default_spans, segment_f1, write_clip
+from stream_iqa.cli import main
+from stream_iqa.pipeline import Pipeline
+from stream_iqa.settings import Settings
+from stream_iqa.video import VideoError
+
+SPANS = default_spans()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("clips")
+    return {"degraded": build_clip(ClipSpec(spans=SPANS), d / "degraded.mp4"),
+            "clean": build_clip(ClipSpec(), d / "clean.mp4")}
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> Pipeline:
+    return Pipeline(Settings.load(model={"device": "cpu"}, depth={"source": "prior"}))
+
+
+@pytest.fixture(scope="module")
+def degraded_report(pipeline, clips):
+    return pipeline.analyze(clips["degraded"], clip_id="degraded", depth_state=pipeline.new_depth_state())
+
+
+def _segments(report):
+    return [(s.type, s.start, s.end) for s in report.segments]
+
+
+@pytest.mark.parametrize("kind", ["low_light", "haze"])
+def test_known_spans_are_found(degraded_report, kind):
+    assert segment_f1(_segments(degraded_report.report), SPANS, kind) >= 0.8, _segments(degraded_report.report)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the shipped model scores this clearly visible synthetic flare on the "
+                   "astronaut scene 0.07-0.18, under its 0.5 threshold (models/README.md, limitations)")
+def test_known_flare_span_is_found(degraded_report):
+    assert segment_f1(_segments(degraded_report.report), SPANS, "flare") >= 0.8
+
+
+def test_clean_footage_has_no_segments_and_higher_quality(pipeline, clips, degraded_report):
+    clean = pipeline.analyze(clips["clean"], clip_id="clean", depth_state=pipeline.new_depth_state())
+    assert clean.report.segments == []
+    assert clean.report.quality.mean > degraded_report.report.quality.mean + 5
+    assert clean.report.frames_analyzed == 36 and clean.report.duration_s == pytest.approx(18.0, abs=0.11)
+
+
+def test_replay_json_is_the_report_alone(clips, capsys):
+    assert main(["replay", "--json", "--depth", "prior", str(clips["degraded"])]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert report["schema"] == "stream-iqa/clip-report/1" and report["clip_id"] == "degraded.mp4"
+    assert report["source"] is None and {s["type"] for s in report["segments"]} >= {"low_light", "haze"}
+
+
+def test_replay_dumps_frames_as_jsonl_and_csv(clips, tmp_path, capsys):
+    jsonl, csv_path = tmp_path / "f.jsonl", tmp_path / "f.csv"
+    assert main(["replay", "--depth", "prior", "--dump", str(jsonl), str(clips["clean"])]) == 0
+    assert main(["replay", "--depth", "prior", "--fps", "1", "--dump", str(csv_path), str(clips["clean"])]) == 0
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    assert len(lines) == 36 and lines[1]["t"] == pytest.approx(0.5) and set(lines[0]["distortions"]) == {"low_light", "haze", "flare"}
+    rows = list(csv.DictReader(open(csv_path)))
+    assert len(rows) == 18 and set(rows[0]) >= {"frame_index", "t", "quality", "low_light", "haze", "flare"}
+    assert "no low-light" in capsys.readouterr().out
+
+
+def _bad_inputs(tmp_path: Path, clips: dict[str, Path]) -> dict[str, tuple[Path, str]]:
+    import av
+    import numpy as np
+
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.mp4"
+    data = clips["clean"].read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video at all\n" * 20)
+    audio = tmp_path / "audio.mp4"
+    with av.open(str(audio), "w") as out:
+        s = out.add_stream("aac", rate=8000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 8000, i * 1024
+            for p in s.encode(frame):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    return {"empty": (empty, "undecodable_video"), "truncated": (truncated, "undecodable_video"),
+            "text": (text, "undecodable_video"), "audio": (audio, "no_video_stream"),
+            "missing": (tmp_path / "absent.mp4", "not_found")}
+
+
+def test_bad_input_exits_3_with_one_clear_line(tmp_path, clips, capsys):
+    for name, (path, code) in _bad_inputs(tmp_path, clips).items():
+        assert main(["replay", "--depth", "prior", str(path)]) == 3, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and path.name in err[0] and f"[{code}]" in err[0] and "Traceback" not in err[0], (name, err)
+
+
+def test_bad_input_with_json_gives_an_error_record(tmp_path, clips, capsys):
+    path, code = _bad_inputs(tmp_path, clips)["text"]
+    assert main(["replay", "--json", "--depth", "prior", str(path)]) == 3
+    captured = capsys.readouterr()
+    record = json.loads(captured.err.strip())
+    assert captured.out == "" and record["schema"] == "stream-iqa/error/1" and record["code"] == code
+
+
+def test_absurd_dimensions_and_urls_are_refused(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    big = write_clip([np.zeros((64, 96, 3), np.uint8)] * 3, tmp_path / "big.mp4", fps=10)
+    monkeypatch.setenv("STREAM_IQA_VIDEO__MAX_PIXELS", "1000")
+    assert main(["replay", "--depth", "prior", str(big)]) == 3
+    assert "[too_large]" in capsys.readouterr().err
+    assert main(["replay", "--depth", "prior", "http://127.0.0.1:9/clip.mp4"]) == 3
+    assert "[uri_not_allowed]" in capsys.readouterr().err
+
+
+def test_bad_dump_suffix_is_a_usage_error(clips):
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--dump", "frames.txt", str(clips["clean"])])
+    assert exc.value.code == 2
+
+
+def test_pipeline_raises_typed_errors(pipeline, tmp_path):
+    with pytest.raises(VideoError) as exc:
+        pipeline.analyze(tmp_path / "absent.mp4", clip_id="x")
+    assert exc.value.code == "not_found"
