@@ -7,8 +7,10 @@ read or decoded (one clear line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +121,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     clip_id = args.clip_id or Path(args.video).name
     pipeline = Pipeline(settings)
     try:
-        analysis = pipeline.analyze(args.video, clip_id=clip_id, depth_state=pipeline.new_depth_state())
+        with _progress(enabled=sys.stderr.isatty()) as on_frame:
+            analysis = pipeline.analyze(args.video, clip_id=clip_id, depth_state=pipeline.new_depth_state(),
+                                        on_frame=on_frame)
     except VideoError as exc:
         if args.json:
             print(ErrorRecord(clip_id=clip_id, code=exc.code, message=str(exc)).model_dump_json(by_alias=True),
@@ -147,6 +151,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         console.print("no low-light, haze or flare segments")
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[Any], None] | None]:
+    """A transient progress line on stderr (seconds of video analysed) for long files; silent off a terminal."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("decoding…")
+        yield lambda rec: progress.update(task, description=f"{rec.t:7.1f} s analysed, frame {rec.frame_index}")
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -92,13 +92,17 @@ class Pipeline:
     def _score(self, batch: list[SampledFrame], depth_state: DepthState | None,
                on_frame: Callable[[FrameRecord], None] | None) -> list[FrameRecord]:
         side = self.settings.engine.analysis_short_side
-        rgb = torch.from_numpy(np.stack([_shrink(f.rgb, side) for f in batch])).permute(0, 3, 1, 2)
-        rgb = rgb.to(self.scorer.device, non_blocking=True).float().div_(255.0)
-        if depth_state is not None:
-            depth, fresh = depth_state.depth_for(rgb, size=tuple(rgb.shape[-2:]))
-        else:
-            depth, fresh = self.scorer.depth(rgb), [True] * len(batch)
-        out = self.scorer.model.score(rgb, depth)
+        device = self.scorer.device
+        host = torch.from_numpy(np.stack([_shrink(f.rgb, side) for f in batch]))
+        if device.type == "cuda":
+            host = host.pin_memory()  # lets the copy below run asynchronously with host work
+        rgb = host.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        with self.scorer.autocast():
+            if depth_state is not None:
+                depth, fresh = depth_state.depth_for(rgb, size=tuple(rgb.shape[-2:]))
+            else:
+                depth, fresh = self.scorer.depth(rgb), [True] * len(batch)
+            out = self.scorer.model.score(rgb, depth)
         quality = out.quality.float().cpu().numpy()
         probs = out.distortions.float().cpu().numpy() if out.distortions is not None else np.zeros((len(batch), 3))
         records = []

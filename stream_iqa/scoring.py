@@ -6,6 +6,7 @@ the video pipeline cannot disagree about devices, checkpoints or depth.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,22 @@ class Scorer:
     model: ScoringModel
     depth: DepthSource
     device: torch.device
+    precision: str = "fp32"
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for depth and model: fp16/bf16 on CUDA, bf16 on CPU (CPU fp16 is not worth it), else off.
+        Scores are computed in float32 at the end either way (``score`` casts before sigmoid and calibration)."""
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
+        if dtype is None or (self.device.type == "cpu" and dtype is torch.float16):
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @torch.inference_mode()
     def score_rgb(self, rgb: torch.Tensor) -> dict[str, Any]:
         """One (1,3,H,W) [0,1] image → {'quality', 'distortions'} as plain floats."""
         rgb = rgb.to(self.device)
-        out = self.model.score(rgb, self.depth(rgb))
+        with self.autocast():
+            out = self.model.score(rgb, self.depth(rgb))
         result: dict[str, Any] = {"quality": round(float(out.quality[0]), 2)}
         if out.distortions is not None:
             result["distortions"] = {k: round(float(v), 4) for k, v in zip(DISTORTIONS, out.distortions[0].tolist())}
@@ -57,13 +68,15 @@ def load_scorer(settings: Settings) -> Scorer:
             "(the default student checkpoint)"
         )
     model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # NHWC convolutions are the fast path on tensor cores
     depth = create_depth_source(settings.depth, device)
     trained_with = getattr(model, "meta", {}).get("depth_source")
     if trained_with and trained_with != depth.name:
         # Legal (both give inverse depth in [0,1]) but the heads learned the statistics of one source.
         log.warning("depth source differs from training", trained_with=trained_with, using=depth.name,
                     setting="STREAM_IQA_DEPTH__SOURCE")
-    return Scorer(model=model, depth=depth, device=device)  # type: ignore[arg-type]
+    return Scorer(model=model, depth=depth, device=device, precision=settings.model.precision)  # type: ignore[arg-type]
 
 
 def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:

@@ -135,3 +135,13 @@ def test_pipeline_raises_typed_errors(pipeline, tmp_path):
     with pytest.raises(VideoError) as exc:
         pipeline.analyze(tmp_path / "absent.mp4", clip_id="x")
     assert exc.value.code == "not_found"
+
+
+def test_bf16_autocast_matches_fp32_on_cpu(clips):
+    """The mixed-precision path (used on CUDA) keeps scores close to fp32; checked on CPU, where bf16 autocast runs."""
+    fp32 = Pipeline(Settings.load(model={"device": "cpu"}, depth={"source": "prior"}))
+    bf16 = Pipeline(Settings.load(model={"device": "cpu", "precision": "bf16"}, depth={"source": "prior"}))
+    a = fp32.analyze(clips["clean"], clip_id="a").frames
+    b = bf16.analyze(clips["clean"], clip_id="b").frames
+    dq = [abs(x.quality - y.quality) for x, y in zip(a, b)]
+    assert len(a) == len(b) and max(dq) < 5.0 and sum(dq) / len(dq) < 2.0, dq
