@@ -145,3 +145,29 @@ def test_bf16_autocast_matches_fp32_on_cpu(clips):
     b = bf16.analyze(clips["clean"], clip_id="b").frames
     dq = [abs(x.quality - y.quality) for x, y in zip(a, b)]
     assert len(a) == len(b) and max(dq) < 5.0 and sum(dq) / len(dq) < 2.0, dq
+
+
+def test_memory_stays_flat_over_many_clips(pipeline, tmp_path):
+    """A long-running worker analyses clip after clip: containers, threads and tensors must not accumulate."""
+    import gc
+    import threading
+
+    from stream_iqa.bench.clips import pan_frame, photo
+
+    img = photo("coffee")
+    clip = write_clip([pan_frame(img, i / 9, (96, 64)) for i in range(10)], tmp_path / "small.mp4", fps=5)
+    data = clip.read_bytes()
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * 4096 / 2**20
+
+    for _ in range(10):  # warm-up: allocator pools, lazily built kernels
+        pipeline.analyze(data, clip_id="warm")
+    gc.collect()
+    before, threads = rss_mb(), threading.active_count()
+    for i in range(150):
+        pipeline.analyze(data if i % 2 else clip, clip_id=f"c{i}", depth_state=pipeline.new_depth_state())
+    gc.collect()
+    assert rss_mb() - before < 40, (before, rss_mb())
+    assert threading.active_count() <= threads + 1
