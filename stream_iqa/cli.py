@@ -133,6 +133,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     if args.dump:
         write_frames(analysis.frames, args.dump)
+    if args.plot or args.html:
+        from stream_iqa.report import plot_quality, write_html  # matplotlib only when asked for
+
+        if args.plot:
+            plot_quality(analysis, args.plot)
+        if args.html:
+            write_html(analysis, Path(args.video), args.html)
     report = analysis.report
     if args.json:
         print(report.model_dump_json(by_alias=True))
@@ -247,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("video", help="video file (or an http(s) URL when video.allow_urls is set)")
     sp.add_argument("--json", action="store_true", help="the ClipReport alone on stdout")
     sp.add_argument("--dump", type=dump_path, help="per-frame records to FILE.jsonl or FILE.csv")
+    sp.add_argument("--plot", type=Path, help="quality over time with segments shaded, as PNG")
+    sp.add_argument("--html", type=Path, help="one self-contained page: plot, segment table, a thumbnail per segment")
     sp.add_argument("--fps", type=float, help="frames per second to sample (sampling 'fps')")
     sp.add_argument("--sampling", choices=["fps", "every_n", "keyframes"])
     sp.add_argument("--backend", choices=["pyav", "decord"])

@@ -171,3 +171,11 @@ def test_memory_stays_flat_over_many_clips(pipeline, tmp_path):
     gc.collect()
     assert rss_mb() - before < 40, (before, rss_mb())
     assert threading.active_count() <= threads + 1
+
+
+def test_replay_writes_plot_and_html(clips, tmp_path, capsys):
+    png, page = tmp_path / "q.png", tmp_path / "r.html"
+    assert main(["replay", "--depth", "prior", "--plot", str(png), "--html", str(page), str(clips["degraded"])]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = page.read_text()
+    assert "low_light" in html and "haze" in html and "https://" not in html and "http://" not in html
