@@ -178,4 +178,4 @@ def test_replay_writes_plot_and_html(clips, tmp_path, capsys):
     assert main(["replay", "--depth", "prior", "--plot", str(png), "--html", str(page), str(clips["degraded"])]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = page.read_text()
-    assert "low_light" in html and "haze" in html and "https://" not in html and "http://" not in html
+    assert "low light" in html and "haze" in html and "https://" not in html and "http://" not in html
