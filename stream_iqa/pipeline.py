@@ -66,7 +66,7 @@ class Pipeline:
         """Analyse one clip. Raises ``VideoError`` (with a contract code) for input that cannot be analysed."""
         cfg = self.settings.engine
         records: list[FrameRecord] = []
-        with open_video(src, self.settings.video, name=name or clip_id) as clip:
+        with open_video(src, self.settings.video, short_side=cfg.analysis_short_side, name=name or clip_id) as clip:
             batch: list[SampledFrame] = []
             last_t = 0.0
             for frame in _prefetch(clip.frames(), cfg.prefetch):
@@ -118,7 +118,8 @@ class Pipeline:
 
 def _shrink(rgb: np.ndarray, short_side: int) -> np.ndarray:
     """Area-downscale so the shorter side is ``short_side`` (never upscale): the model sees 192² and the depth prior
-    128 px, so full-resolution float tensors would only cost memory and copies."""
+    128 px, so full-resolution float tensors would only cost memory and copies. The decoder's scaler already does
+    this (``open_video(short_side=…)``); this only catches frames it did not shrink."""
     h, w = rgb.shape[:2]
     s = short_side / min(h, w)
     if s >= 1.0:

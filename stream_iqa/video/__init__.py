@@ -36,11 +36,13 @@ def open_video(
     settings: VideoSettings | None = None,
     *,
     size: tuple[int, int] | None = None,
+    short_side: int | None = None,
     name: str | None = None,
 ) -> VideoClip:
     """Vet and open ``src`` (path, http(s) URL if allowed, or bytes of a self-contained segment).
 
-    ``size`` = (width, height) of the returned frames, resized by the decoder's scaler; ``name`` labels bytes input
+    ``size`` = (width, height) of the returned frames, resized by the decoder's scaler; ``short_side`` instead
+    downscales (never upscales) so the shorter side has that length, aspect kept; ``name`` labels bytes input
     in errors. decord is used only when asked for and the input is a local file.
     """
     settings = settings or VideoSettings()
@@ -48,8 +50,8 @@ def open_video(
     if settings.backend == "decord" and source.path is not None:
         from .decord_backend import DecordClip
 
-        return DecordClip(source, settings, size)
-    return PyAVClip(source, settings, size)
+        return DecordClip(source, settings, size, short_side)
+    return PyAVClip(source, settings, size, short_side)
 
 
 def sample_frames(

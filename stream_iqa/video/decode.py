@@ -21,7 +21,7 @@ from .errors import (
     UndecodableVideoError,
     VideoError,
 )
-from .frame import ClipInfo, SampledFrame
+from .frame import ClipInfo, SampledFrame, fit_short_side
 from .sampling import make_sampler
 from stream_iqa.settings import VideoSettings
 from .source import Source
@@ -109,11 +109,13 @@ class PyAVClip:
     """
 
     def __init__(
-        self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None
+        self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None,
+        short_side: int | None = None,
     ) -> None:
         self.label = source.label
         self.settings = settings
         self.size = size
+        self.short_side = short_side
         self._container = open_container(source)
         try:
             self._stream, self.info = check_stream(source, self._container, settings)
@@ -123,6 +125,15 @@ class PyAVClip:
 
     def close(self) -> None:
         self._container.close()
+
+    def _target(self, frame: av.VideoFrame) -> tuple[int, int] | None:
+        """Output size: explicit ``size``, else the display-oriented frame fitted to ``short_side`` (per frame, since
+        rotation is only known on decoded frames)."""
+        if self.size is not None or self.short_side is None:
+            return self.size
+        quarter_turn = int(round((frame.rotation or 0) / 90.0)) % 2
+        w, h = (frame.height, frame.width) if quarter_turn else (frame.width, frame.height)
+        return fit_short_side(w, h, self.short_side)
 
     def __enter__(self) -> PyAVClip:
         return self
@@ -181,7 +192,7 @@ class PyAVClip:
                 decoded += 1
                 if sampler.take(index, t):
                     yield SampledFrame(
-                        index=index, t=t, rgb=frame_to_rgb(frame, self.size), keyframe=bool(frame.key_frame)
+                        index=index, t=t, rgb=frame_to_rgb(frame, self._target(frame)), keyframe=bool(frame.key_frame)
                     )
         if decoded == 0:
             raise UndecodableVideoError(self.label, "no decodable video frames")

@@ -13,7 +13,7 @@ import numpy as np
 
 from .decode import check_stream, open_container
 from .errors import TooLongError, UndecodableVideoError, VideoError
-from .frame import SampledFrame
+from .frame import SampledFrame, fit_short_side
 from .sampling import make_sampler
 from stream_iqa.settings import VideoSettings
 from .source import Source
@@ -25,7 +25,8 @@ class DecordClip:
     """A local file read with ``decord.VideoReader``; same interface as :class:`PyAVClip`."""
 
     def __init__(
-        self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None
+        self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None,
+        short_side: int | None = None,
     ) -> None:
         if source.path is None:
             raise ValueError("the decord backend reads local files only")
@@ -37,6 +38,10 @@ class DecordClip:
             _, self.info = check_stream(source, container, settings)
         finally:
             container.close()
+        if size is None:
+            # decord scales in stored orientation; fitting the short side is orientation-independent
+            size = fit_short_side(self.info.width, self.info.height, short_side)
+            self.size = size
         import decord  # deferred: only the decord backend pays for importing it
 
         kwargs: dict[str, int] = {"num_threads": settings.threads}

@@ -53,3 +53,12 @@ class VideoClip(Protocol):
     def __enter__(self) -> VideoClip: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+def fit_short_side(width: int, height: int, short_side: int | None) -> tuple[int, int] | None:
+    """(width, height) with the shorter side at ``short_side``, aspect kept, even sides (what yuv420 scalers like);
+    None when no downscale is needed, since upscaling adds cost and no information."""
+    if not short_side or min(width, height) <= short_side:
+        return None
+    s = short_side / min(width, height)
+    return max(2, round(width * s / 2) * 2), max(2, round(height * s / 2) * 2)
