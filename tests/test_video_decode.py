@@ -361,3 +361,20 @@ def test_containers_closed_no_growth(tmp_path: Path, pan_frames: list[np.ndarray
     growth = _rss_mb() - before
     assert growth < 60, f"RSS grew {growth:.1f} MB over 200 clips"
     assert time.perf_counter() - t0 < 10
+
+
+def test_short_side_downscales_in_the_decoder_and_never_upscales(tmp_path):
+    from stream_iqa.bench.clips import pan_frame, photo, write_clip
+    from stream_iqa.video.frame import fit_short_side
+
+    assert fit_short_side(1280, 720, 360) == (640, 360)
+    assert fit_short_side(720, 1280, 360) == (360, 640)
+    assert fit_short_side(320, 240, 480) is None
+    clip = write_clip([pan_frame(photo("coffee"), i / 4, (320, 240)) for i in range(5)], tmp_path / "c.mp4", fps=5)
+    for backend in ("pyav", "decord"):
+        settings = VideoSettings(sampling="every_n", every_n=1, backend=backend)
+        with open_video(clip, settings, short_side=120) as c:
+            shapes = {f.rgb.shape for f in c.frames()}
+        assert shapes == {(120, 160, 3)}, (backend, shapes)
+        with open_video(clip, settings, short_side=1000) as c:
+            assert {f.rgb.shape for f in c.frames()} == {(240, 320, 3)}
