@@ -70,6 +70,9 @@ class Pipeline:
             batch: list[SampledFrame] = []
             last_t = 0.0
             for frame in _prefetch(clip.frames(), cfg.prefetch):
+                if batch and frame.rgb.shape != batch[0].rgb.shape:  # resolution change mid-stream
+                    records += self._score(batch, depth_state, on_frame)
+                    batch = []
                 batch.append(frame)
                 last_t = frame.t
                 if len(batch) >= cfg.batch_size:

@@ -196,3 +196,18 @@ def test_degraded_spans_in_real_video_footage(pipeline, tmp_path):
     for kind in ("low_light", "haze"):
         assert segment_f1(found, spans, kind) >= 0.8, found
     assert clean.segments == []
+
+
+def test_resolution_change_mid_stream_is_analysed(pipeline, tmp_path):
+    """Two MPEG-TS segments of different resolutions, concatenated (as a live stream switching bitrate)."""
+    from stream_iqa.bench.clips import pan_frame, photo
+
+    img = photo("chelsea")
+    parts = []
+    for k, size in enumerate(((320, 240), (192, 144))):
+        frames = [pan_frame(img, i / 19, size) for i in range(20)]
+        parts.append(write_clip(frames, tmp_path / f"p{k}.ts", fps=10, codec="mpeg2video").read_bytes())
+    every5 = Pipeline(Settings.load(model={"device": "cpu"}, depth={"source": "prior"},
+                                    video={"sampling": "every_n", "every_n": 5}), scorer=pipeline.scorer)
+    analysis = every5.analyze(parts[0] + parts[1], clip_id="switch", depth_state=every5.new_depth_state())
+    assert analysis.report.frames_analyzed == 8  # both resolutions scored (sizes differ, so batches split)
