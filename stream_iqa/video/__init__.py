@@ -59,8 +59,9 @@ def sample_frames(
     settings: VideoSettings | None = None,
     *,
     size: tuple[int, int] | None = None,
+    short_side: int | None = None,
     name: str | None = None,
 ) -> Iterator[SampledFrame]:
     """Open, sample and close in one generator (closed also when the consumer stops early)."""
-    with open_video(src, settings, size=size, name=name) as clip:
+    with open_video(src, settings, size=size, short_side=short_side, name=name) as clip:
         yield from clip.frames()
