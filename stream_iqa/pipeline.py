@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -25,7 +24,7 @@ from stream_iqa.schema import ClipReport, Distortions, FrameRecord, ModelInfo, S
 from stream_iqa.scoring import Scorer, load_scorer
 from stream_iqa.settings import Settings
 from stream_iqa.temporal import build_report
-from stream_iqa.video import SampledFrame, VideoError, VideoInput, open_video, video_error
+from stream_iqa.video import SampledFrame, VideoInput, open_video, video_error
 
 log = get_logger(__name__)
 
@@ -94,9 +93,9 @@ class Pipeline:
     @torch.inference_mode()
     def _score(self, batch: list[SampledFrame], depth_state: DepthState | None,
                on_frame: Callable[[FrameRecord], None] | None) -> list[FrameRecord]:
-        side = self.settings.engine.analysis_short_side
         device = self.scorer.device
-        host = torch.from_numpy(np.stack([_shrink(f.rgb, side) for f in batch]))
+        # frames arrive already downscaled by the decoder (open_video(short_side=engine.analysis_short_side))
+        host = torch.from_numpy(np.stack([f.rgb for f in batch]))
         if device.type == "cuda":
             host = host.pin_memory()  # lets the copy below run asynchronously with host work
         rgb = host.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
@@ -117,17 +116,6 @@ class Pipeline:
             if on_frame is not None:
                 on_frame(rec)
         return records
-
-
-def _shrink(rgb: np.ndarray, short_side: int) -> np.ndarray:
-    """Area-downscale so the shorter side is ``short_side`` (never upscale): the model sees 192² and the depth prior
-    128 px, so full-resolution float tensors would only cost memory and copies. The decoder's scaler already does
-    this (``open_video(short_side=…)``); this only catches frames it did not shrink."""
-    h, w = rgb.shape[:2]
-    s = short_side / min(h, w)
-    if s >= 1.0:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
 def _prefetch(frames: Iterator[SampledFrame], depth: int) -> Iterator[SampledFrame]:
@@ -172,4 +160,4 @@ def _prefetch(frames: Iterator[SampledFrame], depth: int) -> Iterator[SampledFra
             close()
 
 
-__all__ = ["ClipAnalysis", "Pipeline", "VideoError"]
+__all__ = ["ClipAnalysis", "Pipeline"]

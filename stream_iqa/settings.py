@@ -121,8 +121,8 @@ class EngineSettings(BaseModel):
     batch_size: int = Field(8, ge=1, description="Frames per model call.")
     prefetch: int = Field(16, ge=1, description="Decoded frames buffered ahead of inference (bounded memory).")
     analysis_short_side: int = Field(
-        384, ge=64, description="Frames are area-downscaled to this shorter side before depth and the model (which "
-        "work at 192 and 128 px); never upscaled."
+        384, ge=64, description="The decoder's scaler downscales sampled frames to this shorter side before depth and "
+        "the model (which work at 192 and 128 px); never upscaled."
     )
 
 

@@ -1,7 +1,5 @@
 """Training on a tiny configuration: the loss goes down, and a run ends in a loadable, self-describing checkpoint."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch

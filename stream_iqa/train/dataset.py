@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def cache_key(**parts: object) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def cached(path: Path, build: "callable[[], ArraySet]") -> ArraySet:  # type: ignore[valid-type]
+def cached(path: Path, build: Callable[[], ArraySet]) -> ArraySet:
     if path.is_file():
         return ArraySet.load(path)
     data = build()

@@ -9,7 +9,6 @@ after every epoch), and it ends by fitting the score calibration and writing a s
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import sys
@@ -306,7 +305,3 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def dump_json(meta: dict[str, Any]) -> str:
-    return json.dumps(meta, indent=2)
