@@ -184,12 +184,29 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stream_iqa.demo import run_demo
-    from stream_iqa.scoring import load_scorer
+    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
+    if args.photos:
+        from stream_iqa.demo import run_demo
+        from stream_iqa.scoring import load_scorer
+
+        run_demo(load_scorer(settings), severity=args.severity)
+        return EXIT_OK
+    from stream_iqa.pipeline import Pipeline
+    from stream_iqa.service.demo import run_kafka_demo
+
+    pipeline = Pipeline(settings)  # load the model first: a missing checkpoint fails before a broker starts
+    result = run_kafka_demo(settings, pipeline=pipeline, timeout_s=args.timeout)
+    return EXIT_OK if result.complete else 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from stream_iqa.service.app import Service
 
     settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
-    run_demo(load_scorer(settings), severity=args.severity)
-    return EXIT_OK
+    if args.bootstrap_servers:
+        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+            update={"bootstrap_servers": args.bootstrap_servers})})
+    return Service(settings).run()
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -267,10 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_config)
 
-    sp = sub.add_parser("demo", help="the shipped model on sample photos and their degraded versions")
-    sp.add_argument("--severity", type=float, default=0.6, help="severity of the synthesised distortions (0-1)")
+    sp = sub.add_parser("demo", help="the service end to end on an embedded Kafka broker with sample clips")
+    sp.add_argument("--photos", action="store_true", help="instead: the model on sample photos and degraded versions")
+    sp.add_argument("--severity", type=float, default=0.6, help="--photos: severity of the distortions (0-1)")
+    sp.add_argument("--timeout", type=float, default=600.0, help="give up waiting for outputs after this many seconds")
     common(sp, model=True)
     sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("serve", help="the Kafka service: consume clips, publish reports and error records")
+    sp.add_argument("--bootstrap-servers", help="override kafka.bootstrap_servers (host:port,...)")
+    common(sp, model=True)
+    sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("models", help="list registered models")
     sp.set_defaults(func=cmd_models)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,14 @@ _DONE = object()
 class ClipAnalysis:
     report: ClipReport
     frames: list[FrameRecord]
+    #: wall seconds per stage: decode (on the decode thread, overlapping the others), depth, model. On CUDA the depth and
+    #: model figures include kernel time only where a result is read back (once per batch), so their sum is exact but
+    #: the split between them is approximate.
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def depth_computed(self) -> int:
+        return sum(1 for f in self.frames if f.depth_fresh)
 
 
 class Pipeline:
@@ -65,20 +74,21 @@ class Pipeline:
         """Analyse one clip. Raises ``VideoError`` (with a contract code) for input that cannot be analysed."""
         cfg = self.settings.engine
         records: list[FrameRecord] = []
+        timings = {"decode": 0.0, "depth": 0.0, "model": 0.0}
         with open_video(src, self.settings.video, short_side=cfg.analysis_short_side, name=name or clip_id) as clip:
             batch: list[SampledFrame] = []
             last_t = 0.0
-            for frame in _prefetch(clip.frames(), cfg.prefetch):
+            for frame in _prefetch(clip.frames(), cfg.prefetch, timings):
                 if batch and frame.rgb.shape != batch[0].rgb.shape:  # resolution change mid-stream
-                    records += self._score(batch, depth_state, on_frame)
+                    records += self._score(batch, depth_state, on_frame, timings)
                     batch = []
                 batch.append(frame)
                 last_t = frame.t
                 if len(batch) >= cfg.batch_size:
-                    records += self._score(batch, depth_state, on_frame)
+                    records += self._score(batch, depth_state, on_frame, timings)
                     batch = []
             if batch:
-                records += self._score(batch, depth_state, on_frame)
+                records += self._score(batch, depth_state, on_frame, timings)
             info = clip.info
         if not records:
             raise video_error("undecodable_video", name or clip_id, "no frame could be decoded")
@@ -88,25 +98,30 @@ class Pipeline:
             records, clip_id=clip_id, stream_id=stream_id or clip_id, duration_s=duration, model=self.model_info,
             thresholds=self.thresholds, settings=self.settings.temporal, source=source,
         )
-        return ClipAnalysis(report=report, frames=records)
+        return ClipAnalysis(report=report, frames=records, timings=timings)
 
     @torch.inference_mode()
     def _score(self, batch: list[SampledFrame], depth_state: DepthState | None,
-               on_frame: Callable[[FrameRecord], None] | None) -> list[FrameRecord]:
+               on_frame: Callable[[FrameRecord], None] | None, timings: dict[str, float]) -> list[FrameRecord]:
         device = self.scorer.device
         # frames arrive already downscaled by the decoder (open_video(short_side=engine.analysis_short_side))
         host = torch.from_numpy(np.stack([f.rgb for f in batch]))
         if device.type == "cuda":
             host = host.pin_memory()  # lets the copy below run asynchronously with host work
         rgb = host.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        t0 = time.perf_counter()
         with self.scorer.autocast():
             if depth_state is not None:
                 depth, fresh = depth_state.depth_for(rgb, size=tuple(rgb.shape[-2:]))
             else:
                 depth, fresh = self.scorer.depth(rgb), [True] * len(batch)
+            t1 = time.perf_counter()
             out = self.scorer.model.score(rgb, depth)
         quality = out.quality.float().cpu().numpy()
         probs = out.distortions.float().cpu().numpy() if out.distortions is not None else np.zeros((len(batch), 3))
+        t2 = time.perf_counter()
+        timings["depth"] += t1 - t0
+        timings["model"] += t2 - t1
         records = []
         for f, q, p, fr in zip(batch, quality, probs, fresh):
             rec = FrameRecord(frame_index=f.index, t=round(f.t, 4), quality=round(float(q), 2),
@@ -118,8 +133,9 @@ class Pipeline:
         return records
 
 
-def _prefetch(frames: Iterator[SampledFrame], depth: int) -> Iterator[SampledFrame]:
-    """Run the decoder on its own thread, ``depth`` frames ahead; its errors are re-raised here, in order."""
+def _prefetch(frames: Iterator[SampledFrame], depth: int, timings: dict[str, float] | None = None) -> Iterator[SampledFrame]:
+    """Run the decoder on its own thread, ``depth`` frames ahead; its errors are re-raised here, in order.
+    ``timings["decode"]`` accumulates the decode thread's busy time (waits on a full queue excluded)."""
     q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -135,7 +151,14 @@ def _prefetch(frames: Iterator[SampledFrame], depth: int) -> Iterator[SampledFra
 
     def produce() -> None:
         try:
-            for f in frames:
+            it = iter(frames)
+            while True:
+                t0 = time.perf_counter()
+                f = next(it, _DONE)
+                if timings is not None:
+                    timings["decode"] = timings.get("decode", 0.0) + time.perf_counter() - t0
+                if f is _DONE:
+                    break
                 if not put(f):
                     return
             put(_DONE)

@@ -98,7 +98,8 @@ class Source(_Contract):
 class ClipReport(_Contract):
     """One report per clip: the Kafka output topic and ``stream-iqa replay VIDEO --json``.
 
-    Added to the v1 example: ``distortion_share`` (per type, the fraction of ``duration_s`` covered by its segments).
+    Added to the v1 example: ``distortion_share`` (per type, the fraction of ``duration_s`` covered by its segments) and
+    ``idempotency_key`` (Kafka output: one value per input message, repeated on redelivery).
     Validation pins the contract's invariants: segments lie within the clip and segments of one type do not overlap.
     """
 
@@ -112,6 +113,9 @@ class ClipReport(_Contract):
     model: ModelInfo
     source: Source | None = None
     distortion_share: Distortions
+    idempotency_key: str | None = Field(
+        None, description="Kafka output only: the same for every redelivery of one input message, so consumers can "
+        "drop duplicates (at-least-once delivery). Null for replay.")
 
     @model_validator(mode="after")
     def _segments_consistent(self) -> ClipReport:
@@ -150,3 +154,4 @@ class ErrorRecord(_Contract):
     code: ErrorCode
     message: str = Field(min_length=1)
     source: Source | None = None
+    idempotency_key: str | None = None

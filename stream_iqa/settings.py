@@ -126,6 +126,111 @@ class EngineSettings(BaseModel):
     )
 
 
+class KafkaSettings(BaseModel):
+    """Where the service reads jobs and writes reports, and how it talks to the brokers.
+
+    Every security field is passed to kafka-python unchanged (``security_protocol``, ``sasl_*``, ``ssl_*``); secrets
+    are ``SecretStr`` so ``stream-iqa config`` and logs mask them.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    client_id: str = Field("stream-iqa", description="Client id shown in broker logs and quotas.")
+    group_id: str = Field("stream-iqa", description="Consumer group: add workers to the group to scale out.")
+    input_topic: str = Field("stream-iqa.clips", description="Jobs: JSON {clip_id, stream_id, uri} or raw video bytes.")
+    output_topic: str = Field("stream-iqa.reports", description="One ClipReport per input, keyed by stream_id.")
+    errors_topic: str = Field("stream-iqa.errors", description="One ErrorRecord per failed input, keyed by stream_id.")
+    frames_topic: str = Field("stream-iqa.frames", description="Per-frame records, when publish_frames is on.")
+    publish_frames: bool = Field(False, description="Also publish every analysed frame's record to frames_topic.")
+    auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a group with no committed offset starts; 'earliest' so no job is skipped."
+    )
+    max_message_bytes: int = Field(
+        50 * 1024**2, gt=0, description="Largest input message accepted (bytes; larger ones become 'too_large' errors). "
+        "Also sizes the consumer's fetch limits, so the broker's message.max.bytes must allow it."
+    )
+    max_poll_records: int = Field(16, ge=1, description="Records fetched per poll; the rest wait in the broker.")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="Heartbeat-based liveness (background thread).")
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1000,
+        description="Longest gap between polls before the group evicts this worker. The service polls while clips "
+        "are analysed (partitions paused), so gaps stay near poll_timeout_ms; the rule is only that it must exceed the "
+        "longest single blocking step: max(service.drain_timeout_s, producer delivery_timeout_ms) with margin.",
+    )
+    request_timeout_ms: int = Field(30_000, ge=1000)
+    delivery_timeout_s: float = Field(
+        30.0, gt=0, description="How long one publish attempt waits for the broker's ack before it is retried."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    def client_options(self) -> dict[str, Any]:
+        """The connection and security options shared by consumer, producer and admin client (kafka-python names)."""
+        opts: dict[str, Any] = {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()],
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+        if self.sasl_mechanism:
+            opts["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            opts["sasl_plain_username"] = self.sasl_username
+        if self.sasl_password is not None:
+            opts["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            opts["ssl_check_hostname"] = self.ssl_check_hostname
+            for key in ("cafile", "certfile", "keyfile"):
+                value = getattr(self, f"ssl_{key}")
+                if value is not None:
+                    opts[f"ssl_{key}"] = str(value)
+            if self.ssl_password is not None:
+                opts["ssl_password"] = self.ssl_password.get_secret_value()
+        return opts
+
+
+class ServiceSettings(BaseModel):
+    """The long-running worker: what it may read, how much it runs at once, how it stops, where it reports health."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders that file:// job URIs may point into (after resolving symlinks; '..' is refused). "
+        "Empty: file jobs are refused.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts that http(s):// job URIs may name; also needs video.allow_urls. Empty: URL jobs refused.",
+    )
+    max_in_flight: int = Field(
+        2, ge=1, description="Clips analysed at once (one thread each; at most one per partition, so a stream's "
+        "segments stay in order and its depth state is never shared between threads)."
+    )
+    poll_timeout_ms: int = Field(200, ge=10, description="How long one poll waits for records.")
+    drain_timeout_s: float = Field(
+        30.0, ge=0, description="On SIGTERM/SIGINT: how long in-flight clips may finish before they are abandoned "
+        "(not committed, so another worker redelivers them). Kubernetes' terminationGracePeriodSeconds must be longer."
+    )
+    depth_states: int = Field(1024, ge=1, description="Per-stream depth states kept (least recently used dropped).")
+    metrics_host: str = Field("0.0.0.0", description="Bind address of /metrics, /healthz and /readyz.")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="Port of /metrics, /healthz, /readyz; 0 picks a free one.")
+    metrics_enabled: bool = True
+    lag_interval_s: float = Field(10.0, gt=0, description="How often consumer lag per partition is refreshed.")
+    reconnect_backoff_s: float = Field(1.0, gt=0, description="First wait before reconnecting; doubles per failure.")
+    reconnect_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
+
+
 class LogSettings(BaseModel):
     level: str = "INFO"
     format: Literal["auto", "json", "console"] = Field(
@@ -148,6 +253,8 @@ class Settings(BaseSettings):
     video: VideoSettings = VideoSettings()
     engine: EngineSettings = EngineSettings()
     temporal: TemporalSettings = TemporalSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    service: ServiceSettings = ServiceSettings()
     log: LogSettings = LogSettings()
 
     @classmethod

@@ -64,11 +64,13 @@ def test_examples_match_the_contract_document():
 def test_clip_report_json_has_exactly_the_contract_fields_plus_documented_additions():
     report = ClipReport.model_validate({**CLIP_EXAMPLE, "distortion_share": SHARE})
     out = json.loads(report.model_dump_json())
-    assert _keys(out) - _keys(CLIP_EXAMPLE) == {"distortion_share"} | {f"distortion_share.{k}" for k in SHARE}
+    added = {"distortion_share", "idempotency_key"} | {f"distortion_share.{k}" for k in SHARE}
+    assert _keys(out) - _keys(CLIP_EXAMPLE) == added
     assert _keys(CLIP_EXAMPLE) <= _keys(out)
     assert out["schema"] == CLIP_REPORT_SCHEMA
     assert ClipReport.model_validate_json(report.model_dump_json()) == report
-    assert {k: v for k, v in out.items() if k != "distortion_share"} == CLIP_EXAMPLE
+    assert {k: v for k, v in out.items() if k not in ("distortion_share", "idempotency_key")} == CLIP_EXAMPLE
+    assert out["idempotency_key"] is None  # set only on Kafka output
 
 
 def test_replay_report_serialises_source_as_null():
@@ -88,10 +90,10 @@ def test_frame_and_error_records_round_trip():
     assert FrameRecord.model_validate_json(with_extras.model_dump_json()) == with_extras
 
     err = ErrorRecord.model_validate(ERROR_EXAMPLE)
-    assert json.loads(err.model_dump_json()) == ERROR_EXAMPLE
+    assert json.loads(err.model_dump_json()) == {**ERROR_EXAMPLE, "idempotency_key": None}  # added, Kafka only
     assert json.loads(ErrorRecord(clip_id=None, code="invalid_message", message="not JSON").model_dump_json()) == {
         "schema": "stream-iqa/error/1", "clip_id": None, "code": "invalid_message", "message": "not JSON",
-        "source": None}
+        "source": None, "idempotency_key": None}
 
 
 def test_closed_sets_match_the_contract_and_the_model():

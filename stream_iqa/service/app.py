@@ -1,0 +1,432 @@
+"""``stream-iqa serve``: the Kafka worker. One application object, ``Service``, around the same ``Pipeline`` as replay.
+
+Threads and who owns what:
+
+* the **main loop** owns the KafkaConsumer (not thread-safe): it polls, hands records to clip threads, commits
+  offsets and handles rebalances. It keeps polling while clips run (partitions with waiting work are paused), so a
+  long clip never costs the group its membership.
+* **clip threads** (``service.max_in_flight``) run ``Pipeline.analyze`` and publish the report (or error record) with
+  ``acks=all``, retrying until the broker acknowledges. At most one clip per partition runs at a time, so a stream's
+  segments are analysed in order and its depth state is used by one thread at a time.
+* the **health thread** serves ``/metrics``, ``/healthz``, ``/readyz``.
+
+Delivery is at least once: an input offset is committed only after its output is acknowledged, in offset order per
+partition (``OffsetTracker``). After a crash or a rebalance the unfinished tail is redelivered; outputs carry an
+``idempotency_key`` (same input → same key) so consumers can drop the duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import signal
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from kafka import ConsumerRebalanceListener
+
+from stream_iqa.depth.state import DepthState
+from stream_iqa.logging import get_logger
+from stream_iqa.pipeline import Pipeline
+from stream_iqa.schema import ClipReport, ErrorRecord, Source
+from stream_iqa.service.jobs import clip_id_hint, headers_of, parse_job
+from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
+from stream_iqa.service.offsets import OffsetTracker
+from stream_iqa.settings import Settings
+from stream_iqa.video import VideoError
+
+log = get_logger(__name__)
+
+
+class Abandoned(Exception):
+    """A clip given up (shutdown deadline passed): its offset is not committed, so the group redelivers it."""
+
+
+@dataclass
+class Outcome:
+    """What one input message became (passed to the ``on_report`` / ``on_error`` callbacks)."""
+
+    source: Source
+    report: ClipReport | None = None
+    error: ErrorRecord | None = None
+
+
+def idempotency_key(topic: str, partition: int, offset: int) -> str:
+    """Same input message → same key, on every worker and every redelivery."""
+    return hashlib.sha256(f"{topic}\x00{partition}\x00{offset}".encode()).hexdigest()[:32]
+
+
+class Service:
+    """The Kafka worker. ``run()`` blocks until ``stop()`` (or SIGTERM/SIGINT) and returns an exit code.
+
+    ``on_report`` / ``on_error`` are called from clip threads after the broker acknowledged the output (hooks for
+    embedding programs and tests, in the manner of Quix Streams' callbacks). ``pipeline`` may be shared between
+    services in one process (the demo and tests do that to load the model once).
+    """
+
+    def __init__(self, settings: Settings, pipeline: Pipeline | None = None,
+                 on_report: Callable[[Outcome], None] | None = None,
+                 on_error: Callable[[Outcome], None] | None = None) -> None:
+        self.settings = settings
+        self.pipeline = pipeline or Pipeline(settings)
+        self.on_report, self.on_error = on_report, on_error
+        self.metrics = ServiceMetrics()
+        self._stop = threading.Event()  # stop taking work, drain
+        self._abandon = threading.Event()  # give up in-flight publishing (deadline passed / second signal)
+        self._heartbeat = Heartbeat(stale_s=max(30.0, settings.kafka.request_timeout_ms / 1000 * 2))
+        self._ready = False
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._tracker = OffsetTracker()
+        self._backlog: dict[Any, deque[Any]] = {}
+        self._running: dict[Any, tuple[Future[bool], int]] = {}  # partition → (clip future, offset)
+        self._detached: list[Future[bool]] = []  # clips of revoked partitions: finish, never commit
+        self._depth: OrderedDict[str, DepthState] = OrderedDict()
+        self._streams_of: dict[Any, set[str]] = {}
+        self._depth_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=settings.service.max_in_flight, thread_name_prefix="clip")
+        self._health: HealthServer | None = None
+        self._last_lag = 0.0
+
+    # ------------------------------------------------------------------------------------------------------ public
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._health.port if self._health else None
+
+    def stop(self) -> None:
+        """Stop taking work and drain (what SIGTERM does); safe from any thread."""
+        self._stop.set()
+
+    def run(self, install_signals: bool = True) -> int:
+        if install_signals and threading.current_thread() is threading.main_thread():
+            self._install_signals()
+        svc = self.settings.service
+        if svc.metrics_enabled and self._health is None:
+            self._health = HealthServer(self.metrics, svc.metrics_host, svc.metrics_port,
+                                        alive=self._heartbeat.alive, ready=lambda: self._ready).start()
+            log.info("http endpoints up", port=self._health.port, paths=["/metrics", "/healthz", "/readyz"])
+        try:
+            if not self._connect():
+                return 0
+            while not self._stop.is_set():
+                self._turn()
+            self._drain()
+            return 0
+        finally:
+            self._close()
+
+    # ------------------------------------------------------------------------------------------------- the loop
+    def _turn(self) -> None:
+        self._heartbeat.beat()
+        try:
+            batches = self._consumer.poll(timeout_ms=self.settings.service.poll_timeout_ms,
+                                          max_records=self.settings.kafka.max_poll_records)
+        except Exception as exc:  # noqa: BLE001 - kafka-python raises many kinds; the loop must survive them all
+            log.warning("poll failed; retrying", error=repr(exc))
+            self._ready = False
+            time.sleep(self.settings.service.reconnect_backoff_s)
+            return
+        for tp, records in batches.items():
+            if tp in self._consumer.assignment():
+                self._backlog.setdefault(tp, deque()).extend(records)
+        self._collect()
+        self._dispatch()
+        self._commit()
+        self._flow_control()
+        self._update_ready()
+        self._update_lag()
+
+    def _dispatch(self) -> None:
+        """Start the next waiting record of each idle partition, up to max_in_flight clips at once."""
+        for tp, backlog in self._backlog.items():
+            if len(self._running) + len(self._detached) >= self.settings.service.max_in_flight:
+                return
+            if backlog and tp not in self._running:
+                record = backlog.popleft()
+                self._tracker.start(tp, record.offset)
+                self.metrics.in_flight.inc()
+                self._running[tp] = (self._pool.submit(self._process, record), record.offset)
+
+    def _collect(self) -> None:
+        for tp, (future, offset) in list(self._running.items()):
+            if future.done():
+                del self._running[tp]
+                self.metrics.in_flight.dec()
+                if future.exception() is None:
+                    self._tracker.finish(tp, offset)
+        for future in [f for f in self._detached if f.done()]:
+            self._detached.remove(future)
+            self.metrics.in_flight.dec()
+
+    def _commit(self, only: list[Any] | None = None) -> None:
+        from kafka.structs import OffsetAndMetadata
+
+        offsets = {tp: off for tp, off in self._tracker.committable().items() if only is None or tp in only}
+        if not offsets:
+            return
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(off, None, -1) for tp, off in offsets.items()})
+        except Exception as exc:  # noqa: BLE001 - retried on the next turn; at-least-once either way
+            self.metrics.commits.labels("failed").inc()
+            log.warning("offset commit failed; will retry", error=repr(exc), offsets={str(k): v for k, v in offsets.items()})
+            return
+        for tp, off in offsets.items():
+            self._tracker.committed(tp, off)
+        self.metrics.commits.labels("ok").inc()
+        log.debug("offsets committed", offsets={f"{tp.topic}/{tp.partition}": off for tp, off in offsets.items()})
+
+    def _flow_control(self) -> None:
+        """Pause partitions that already have work waiting (memory stays bounded, polling goes on); resume the rest."""
+        assigned = self._consumer.assignment()
+        paused = self._consumer.paused()
+        busy = {tp for tp in assigned if self._backlog.get(tp) or self._stop.is_set()}
+        if to_pause := [tp for tp in busy if tp not in paused]:
+            self._consumer.pause(*to_pause)
+        if to_resume := [tp for tp in paused if tp not in busy and tp in assigned]:
+            self._consumer.resume(*to_resume)
+
+    def _update_ready(self) -> None:
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        try:
+            known = coordinator is not None and not coordinator.coordinator_unknown()
+        except Exception:  # noqa: BLE001 - private API; readiness must not crash the loop
+            known = False
+        ready = known and not self._stop.is_set()
+        if ready != self._ready:
+            log.info("readiness changed", ready=ready)
+        self._ready = ready
+        self.metrics.ready.set(1 if ready else 0)
+
+    def _update_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._last_lag < self.settings.service.lag_interval_s:
+            return
+        self._last_lag = now
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                pos = self._consumer.committed(tp)
+            except Exception:  # noqa: BLE001
+                continue
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - (pos or 0)))
+
+    # --------------------------------------------------------------------------------------------- one clip
+    def _process(self, record: Any) -> bool:
+        """Analyse one input message and publish its report or error record; True once the broker acknowledged."""
+        started = time.monotonic()
+        source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        headers = headers_of(record.headers)
+        key = idempotency_key(record.topic, record.partition, record.offset)
+        stream_key = record.key
+        clip_id = clip_id_hint(headers, record.value)
+        with structlog.contextvars.bound_contextvars(topic=record.topic, partition=record.partition,
+                                                     offset=record.offset, clip_id=clip_id):
+            outcome = Outcome(source=source)
+            messages: list[tuple[str, bytes | None, bytes]] = []
+            try:
+                job = parse_job(record.value, headers, record.key, self.settings, where)
+                clip_id, stream_key = job.clip_id, job.stream_id.encode()
+                structlog.contextvars.bind_contextvars(clip_id=job.clip_id, stream_id=job.stream_id)
+                log.info("clip started")
+                analysis = self.pipeline.analyze(
+                    job.input, clip_id=job.clip_id, stream_id=job.stream_id, source=source,
+                    depth_state=self._depth_state(job.stream_id, record), name=job.label)
+                report = analysis.report.model_copy(update={"idempotency_key": key})
+                outcome.report = report
+                if self.settings.kafka.publish_frames:
+                    for f in analysis.frames:
+                        body = {"clip_id": job.clip_id, "stream_id": job.stream_id, "idempotency_key": key,
+                                **f.model_dump(mode="json", exclude_none=True)}
+                        messages.append((self.settings.kafka.frames_topic, stream_key, _json(body)))
+                messages.append((self.settings.kafka.output_topic, stream_key, report.model_dump_json().encode()))
+                self.metrics.observe_clip(len(analysis.frames), analysis.depth_computed, analysis.timings,
+                                          time.monotonic() - started)
+            except VideoError as exc:
+                outcome.error = ErrorRecord(clip_id=clip_id, code=exc.code, message=exc.message, source=source,
+                                            idempotency_key=key)
+            except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the service
+                log.exception("internal error while analysing a clip")
+                outcome.error = ErrorRecord(clip_id=clip_id, code="internal", source=source, idempotency_key=key,
+                                            message=f"{where}: {type(exc).__name__}: {' '.join(str(exc).split()) or 'no detail'}")
+            if outcome.error is not None:
+                messages = [(self.settings.kafka.errors_topic, stream_key, outcome.error.model_dump_json().encode())]
+                log.warning("clip failed", code=outcome.error.code, message=outcome.error.message)
+            self._publish(messages, key)
+            seconds = time.monotonic() - started
+            self.metrics.clip_seconds.observe(seconds)
+            if outcome.report is not None:
+                self.metrics.clips.labels("report").inc()
+                log.info("clip reported", seconds=round(seconds, 3), frames=outcome.report.frames_analyzed,
+                         segments=[s.type for s in outcome.report.segments])
+                if self.on_report:
+                    self.on_report(outcome)
+            else:
+                assert outcome.error is not None
+                self.metrics.clips.labels("error").inc()
+                self.metrics.errors.labels(outcome.error.code).inc()
+                if self.on_error:
+                    self.on_error(outcome)
+            return True
+
+    def _publish(self, messages: list[tuple[str, bytes | None, bytes]], key: str) -> None:
+        """Send all, then wait for every ack; on failure send them all again (duplicates carry the same key)."""
+        backoff = self.settings.service.reconnect_backoff_s
+        headers = [("idempotency-key", key.encode()), ("content-type", b"application/json")]
+        while True:
+            try:
+                futures = [self._producer.send(topic, key=k, value=v, headers=headers) for topic, k, v in messages]
+                for f in futures:
+                    f.get(timeout=self.settings.kafka.delivery_timeout_s)
+                return
+            except Exception as exc:  # noqa: BLE001 - broker down, timeouts, leader changes: all retried
+                if self._abandon.is_set():
+                    raise Abandoned("shutdown deadline passed before the broker acknowledged") from exc
+                log.warning("publish failed; retrying", error=repr(exc), backoff_s=backoff)
+                if self._abandon.wait(backoff):
+                    raise Abandoned("shutdown deadline passed before the broker acknowledged") from exc
+                backoff = min(backoff * 2, self.settings.service.reconnect_backoff_max_s)
+
+    def _depth_state(self, stream_id: str, record: Any) -> DepthState:
+        """The stream's depth state, kept across its consecutive segments on this worker (LRU-bounded)."""
+        from kafka.structs import TopicPartition
+
+        with self._depth_lock:
+            state = self._depth.pop(stream_id, None) or self.pipeline.new_depth_state()
+            self._depth[stream_id] = state
+            while len(self._depth) > self.settings.service.depth_states:
+                self._depth.popitem(last=False)
+            self._streams_of.setdefault(TopicPartition(record.topic, record.partition), set()).add(stream_id)
+            return state
+
+    # -------------------------------------------------------------------------------------------- lifecycle
+    def _connect(self) -> bool:
+        """Create consumer and producer, retrying with backoff while the brokers are unreachable."""
+        from kafka import KafkaConsumer, KafkaProducer
+
+        k, svc = self.settings.kafka, self.settings.service
+        backoff = svc.reconnect_backoff_s
+        while not self._stop.is_set():
+            self._heartbeat.beat()
+            try:
+                opts = k.client_options()
+                self._producer = KafkaProducer(
+                    **opts, acks="all", retries=5, linger_ms=5, max_request_size=max(1024**2, k.max_message_bytes))
+                self._consumer = KafkaConsumer(
+                    **opts, group_id=k.group_id, enable_auto_commit=False, auto_offset_reset=k.auto_offset_reset,
+                    max_poll_records=k.max_poll_records, max_poll_interval_ms=k.max_poll_interval_ms,
+                    session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=k.heartbeat_interval_ms,
+                    max_partition_fetch_bytes=max(1024**2, k.max_message_bytes),
+                    fetch_max_bytes=max(50 * 1024**2, k.max_message_bytes))
+                self._consumer.subscribe([k.input_topic], listener=_Rebalance(self))
+                log.info("connected", bootstrap=k.bootstrap_servers, group=k.group_id, topic=k.input_topic)
+                return True
+            except Exception as exc:  # noqa: BLE001 - NoBrokersAvailable and friends
+                self._close_clients()
+                log.warning("brokers unreachable; retrying", error=repr(exc), backoff_s=backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, svc.reconnect_backoff_max_s)
+        return False
+
+    def _drain(self) -> None:
+        """Stop taking work; let in-flight clips finish until the deadline, committing as they do; abandon the rest."""
+        deadline = time.monotonic() + self.settings.service.drain_timeout_s
+        in_flight = len(self._running) + len(self._detached)
+        log.info("draining", in_flight=in_flight, deadline_s=self.settings.service.drain_timeout_s)
+        self._ready = False
+        self.metrics.ready.set(0)
+        self._backlog.clear()
+        while (self._running or self._detached) and time.monotonic() < deadline:
+            self._heartbeat.beat()
+            try:  # keep the membership (and heartbeats) alive while the last clips finish; everything is paused
+                self._flow_control()
+                self._consumer.poll(timeout_ms=100)
+            except Exception:  # noqa: BLE001
+                time.sleep(0.1)
+            self._collect()
+            self._commit()
+        if self._running or self._detached:
+            log.warning("drain deadline passed; abandoning clips (they will be redelivered)",
+                        abandoned=len(self._running) + len(self._detached))
+            self._abandon.set()
+        self._collect()
+        self._commit()
+
+    def _close(self) -> None:
+        self._abandon.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._close_clients()
+        if self._health is not None:
+            self._health.stop()
+            self._health = None
+        log.info("stopped")
+
+    def _close_clients(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self._consumer = self._producer = None
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, _frame: Any) -> None:
+            if self._stop.is_set():  # a second signal: stop waiting
+                self._abandon.set()
+            log.info("signal received; draining", signal=signal.Signals(signum).name)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # ------------------------------------------------------------------------------------------- rebalance
+    def _revoked(self, revoked: list[Any]) -> None:
+        self.metrics.rebalances.labels("revoked").inc()
+        self._collect()
+        self._commit(only=list(revoked))  # what is done is committed before the partitions move on
+        for tp in revoked:
+            self._backlog.pop(tp, None)
+            if tp in self._running:
+                self._detached.append(self._running.pop(tp)[0])
+            for stream in self._streams_of.pop(tp, set()):
+                with self._depth_lock:
+                    self._depth.pop(stream, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(tp.topic, str(tp.partition))
+        self._tracker.drop(list(revoked))
+        log.info("partitions revoked", partitions=[f"{tp.topic}/{tp.partition}" for tp in revoked])
+
+    def _assigned(self, assigned: list[Any]) -> None:
+        self.metrics.rebalances.labels("assigned").inc()
+        log.info("partitions assigned", partitions=[f"{tp.topic}/{tp.partition}" for tp in assigned])
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """kafka-python calls these from inside ``poll()``, i.e. on the main loop's thread."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def on_partitions_revoked(self, revoked: list[Any]) -> None:
+        self.service._revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: list[Any]) -> None:
+        self.service._assigned(list(assigned))

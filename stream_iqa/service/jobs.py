@@ -1,0 +1,143 @@
+"""Input messages → validated jobs: the service's security boundary for what a message may make a worker read.
+
+Two forms, told apart by the ``content-type`` header:
+
+* ``application/json``: ``{"clip_id", "stream_id", "uri", "metadata"?}``. ``file://`` URIs must resolve (symlinks
+  followed) inside ``service.allowed_roots`` and may not contain ``..``; ``http(s)://`` URIs need
+  ``video.allow_urls`` and a host in ``service.allowed_hosts``. Anything else is ``uri_not_allowed``.
+* ``video/*`` or ``application/octet-stream``: the value is a self-contained segment (mp4 / fMP4 / MPEG-TS / mkv);
+  ``clip_id`` and ``stream_id`` come from headers (``stream_id`` falls back to the message key).
+
+Every rejection is a ``VideoError`` with its contract code, so the caller turns it into an error record and moves on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stream_iqa.settings import Settings
+from stream_iqa.video.errors import InvalidMessageError, TooLargeError, UriNotAllowedError
+from stream_iqa.video.source import VideoInput
+
+JSON_TYPES = frozenset({"application/json"})
+BYTES_TYPES = frozenset({"application/octet-stream", "video/mp4", "video/mp2t", "video/x-matroska", "video/webm",
+                         "video/quicktime", "video/iso.segment"})
+_ID_CHARS = 256
+
+
+class JobMessage(BaseModel):
+    """The JSON form of a job. Unknown keys are refused so that a typo (``"url"``) is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    clip_id: str = Field(min_length=1, max_length=_ID_CHARS)
+    stream_id: str = Field(min_length=1, max_length=_ID_CHARS)
+    uri: str = Field(min_length=1, max_length=4096)
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass
+class Job:
+    """What the pipeline needs for one clip: ids, the vetted input, and a label for error messages."""
+
+    clip_id: str
+    stream_id: str
+    input: VideoInput
+    label: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def headers_of(raw: list[tuple[str, bytes]] | None) -> dict[str, str]:
+    """Kafka headers as a str→str dict (lower-case names; the last value of a repeated header wins)."""
+    out: dict[str, str] = {}
+    for name, value in raw or []:
+        out[name.lower()] = (value or b"").decode("utf-8", errors="replace")
+    return out
+
+
+def clip_id_hint(headers: dict[str, str], value: bytes | None) -> str | None:
+    """The best clip id for an error record about a message that may not parse (header, else the JSON field)."""
+    if headers.get("clip_id"):
+        return headers["clip_id"][:_ID_CHARS]
+    try:
+        doc = json.loads(value or b"")
+        if isinstance(doc, dict) and isinstance(doc.get("clip_id"), str):
+            return doc["clip_id"][:_ID_CHARS]
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def parse_job(value: bytes | None, headers: dict[str, str], key: bytes | None, settings: Settings, where: str) -> Job:
+    """Validate one message into a Job; ``where`` (topic/partition@offset) names it in error messages."""
+    size = len(value or b"")
+    if size > settings.kafka.max_message_bytes:
+        raise TooLargeError(where, f"message of {size} bytes exceeds kafka.max_message_bytes={settings.kafka.max_message_bytes}")
+    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    if not ctype:
+        raise InvalidMessageError(where, "missing content-type header (application/json for a job, video/* or "
+                                         "application/octet-stream for raw segment bytes)")
+    if ctype in JSON_TYPES:
+        return _json_job(value or b"", settings, where)
+    if ctype in BYTES_TYPES or ctype.startswith("video/"):
+        clip_id = headers.get("clip_id", "").strip()
+        stream_id = headers.get("stream_id", "").strip() or (key or b"").decode("utf-8", errors="replace").strip()
+        if not clip_id or not stream_id:
+            raise InvalidMessageError(where, "raw video bytes need a clip_id header and a stream_id header (or key)")
+        if len(clip_id) > _ID_CHARS or len(stream_id) > _ID_CHARS:
+            raise InvalidMessageError(where, f"clip_id and stream_id are limited to {_ID_CHARS} characters")
+        if not value:
+            raise InvalidMessageError(where, f"clip {clip_id}: message carries no bytes")
+        return Job(clip_id=clip_id, stream_id=stream_id, input=value, label=f"clip {clip_id} ({size} bytes, {where})")
+    raise InvalidMessageError(where, f"unsupported content-type '{ctype}'")
+
+
+def _json_job(value: bytes, settings: Settings, where: str) -> Job:
+    try:
+        doc = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidMessageError(where, f"not valid JSON: {exc}") from None
+    try:
+        msg = JobMessage.model_validate(doc)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
+        raise InvalidMessageError(where, f"invalid job: {problems}") from None
+    return Job(clip_id=msg.clip_id, stream_id=msg.stream_id, input=resolve_uri(msg.uri, settings, msg.clip_id),
+               label=f"clip {msg.clip_id} ({msg.uri})", metadata=msg.metadata or {})
+
+
+def resolve_uri(uri: str, settings: Settings, clip_id: str) -> VideoInput:
+    """A job URI → a local path under an allowed root, or an allowed http(s) URL; else ``uri_not_allowed``."""
+    label = f"clip {clip_id}"
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise UriNotAllowedError(label, f"file URI with a host ({parts.netloc}) is not allowed")
+        raw = unquote(parts.path)
+        if "\x00" in raw:
+            raise UriNotAllowedError(label, "file URI contains a NUL byte")
+        if ".." in Path(raw).parts:
+            raise UriNotAllowedError(label, f"'..' is not allowed in file URIs ({uri})")
+        roots = [Path(os.path.realpath(r)) for r in settings.service.allowed_roots]
+        if not roots:
+            raise UriNotAllowedError(label, "file URIs are disabled (service.allowed_roots is empty)")
+        real = Path(os.path.realpath(raw))
+        if not any(real == r or r in real.parents for r in roots):
+            raise UriNotAllowedError(label, f"{raw} is outside the allowed roots (service.allowed_roots)")
+        return real
+    if scheme in ("http", "https"):
+        if not settings.video.allow_urls:
+            raise UriNotAllowedError(label, "URL jobs are disabled (video.allow_urls is false)")
+        host = (parts.hostname or "").lower()
+        if host not in {h.lower() for h in settings.service.allowed_hosts}:
+            raise UriNotAllowedError(label, f"host '{host}' is not in service.allowed_hosts")
+        return uri
+    raise UriNotAllowedError(label, f"scheme '{scheme or '(none)'}' is not allowed (file, or http(s) when enabled)")
