@@ -191,11 +191,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         run_demo(load_scorer(settings), severity=args.severity)
         return EXIT_OK
-    from stream_iqa.pipeline import Pipeline
+    from stream_iqa.scoring import load_scorer
     from stream_iqa.service.demo import run_kafka_demo
 
-    pipeline = Pipeline(settings)  # load the model first: a missing checkpoint fails before a broker starts
-    result = run_kafka_demo(settings, pipeline=pipeline, timeout_s=args.timeout)
+    scorer = load_scorer(settings)  # load the model first: a missing checkpoint fails before a broker starts
+    result = run_kafka_demo(settings, scorer=scorer, timeout_s=args.timeout)
     return EXIT_OK if result.complete else 1
 
 

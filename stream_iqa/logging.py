@@ -29,6 +29,23 @@ def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console
         logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib(renderer, level)
+
+
+def _route_stdlib(renderer: structlog.typing.Processor, level: str) -> None:
+    """Send libraries' stdlib logging (kafka-python, urllib3…) through the same renderer, so a service's stderr is
+    one JSON stream instead of JSON mixed with Python's plain last-resort lines. kafka-python logs every failed
+    reconnect at ERROR; at WARNING and above it still shows, with the service's own context-free fields."""
+    handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.stdlib.add_log_level,
+                           structlog.processors.TimeStamper(fmt="iso", utc=True)],
+    ))
+    handler._stream_iqa = True  # type: ignore[attr-defined]
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_stream_iqa", False)] + [handler]
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping().get(level.upper(), 20)))
 
 
 class _Stderr:

@@ -148,7 +148,8 @@ class KafkaSettings(BaseModel):
     )
     max_message_bytes: int = Field(
         50 * 1024**2, gt=0, description="Largest input message accepted (bytes; larger ones become 'too_large' errors). "
-        "Also sizes the consumer's fetch limits, so the broker's message.max.bytes must allow it."
+        "Also sizes the consumer's fetch limits; messages up to 2 × max(50 MiB, this) can still be received (and refused "
+        "with an error record), so keep the brokers' message.max.bytes under that."
     )
     max_poll_records: int = Field(16, ge=1, description="Records fetched per poll; the rest wait in the broker.")
     session_timeout_ms: int = Field(10_000, ge=1000, description="Heartbeat-based liveness (background thread).")
@@ -161,6 +162,10 @@ class KafkaSettings(BaseModel):
         "longest single blocking step: max(service.drain_timeout_s, producer delivery_timeout_ms) with margin.",
     )
     request_timeout_ms: int = Field(30_000, ge=1000)
+    metadata_max_age_ms: int = Field(
+        30_000, ge=100, description="Metadata refresh period: how soon added partitions (or a re-created input "
+        "topic) are noticed and the group rebalances onto them. kafka-python's default is 5 minutes."
+    )
     delivery_timeout_s: float = Field(
         30.0, gt=0, description="How long one publish attempt waits for the broker's ack before it is retried."
     )
@@ -181,6 +186,7 @@ class KafkaSettings(BaseModel):
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
+            "metadata_max_age_ms": self.metadata_max_age_ms,
         }
         if self.sasl_mechanism:
             opts["sasl_mechanism"] = self.sasl_mechanism

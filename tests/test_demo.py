@@ -1,3 +1,6 @@
+import io
+
+import pytest
 from rich.console import Console
 
 from stream_iqa.cli import main
@@ -17,3 +20,19 @@ def test_demo_scores_every_photo_clean_and_degraded(student_checkpoint):
 def test_demo_command_with_a_missing_model_names_the_setting(tmp_path, capsys):
     assert main(["demo", "--checkpoint", str(tmp_path / "none.safetensors")]) == 3
     assert "STREAM_IQA_MODEL__CHECKPOINT" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_kafka_demo_answers_every_input_through_a_real_broker():
+    """The README's main job, with the shipped model: every input gets its report or error record."""
+    from stream_iqa.service.demo import run_kafka_demo
+
+    settings = Settings.load(model={"device": "cpu"}, depth={"source": "prior"})
+    out = io.StringIO()
+    result = run_kafka_demo(settings, console=Console(file=out, width=200), timeout_s=300,
+                            scorer=load_scorer(settings))
+    assert result.complete and len(result.reports) == 4 and [e["code"] for e in result.errors] == ["undecodable_video"]
+    found = {r["clip_id"]: {s["type"] for s in r["segments"]} for r in result.reports}
+    assert found == {"cam1-000": set(), "cam1-001": {"low_light"}, "cam2-000": {"haze"}, "cam2-001": {"low_light"}}
+    assert all(r["source"]["topic"] == settings.kafka.input_topic for r in result.reports)
+    assert "4 reports, 1 error records for 5 inputs" in out.getvalue()

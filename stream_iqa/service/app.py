@@ -36,6 +36,7 @@ from stream_iqa.depth.state import DepthState
 from stream_iqa.logging import get_logger
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, ErrorRecord, Source
+from stream_iqa.scoring import Scorer
 from stream_iqa.service.jobs import clip_id_hint, headers_of, parse_job
 from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker
@@ -67,15 +68,15 @@ class Service:
     """The Kafka worker. ``run()`` blocks until ``stop()`` (or SIGTERM/SIGINT) and returns an exit code.
 
     ``on_report`` / ``on_error`` are called from clip threads after the broker acknowledged the output (hooks for
-    embedding programs and tests, in the manner of Quix Streams' callbacks). ``pipeline`` may be shared between
-    services in one process (the demo and tests do that to load the model once).
+    embedding programs and tests, in the manner of Quix Streams' callbacks). ``scorer`` (model + depth source) may be
+    shared between services in one process, to load the model once; each service keeps its own settings.
     """
 
-    def __init__(self, settings: Settings, pipeline: Pipeline | None = None,
+    def __init__(self, settings: Settings, scorer: Scorer | None = None,
                  on_report: Callable[[Outcome], None] | None = None,
                  on_error: Callable[[Outcome], None] | None = None) -> None:
         self.settings = settings
-        self.pipeline = pipeline or Pipeline(settings)
+        self.pipeline = Pipeline(settings, scorer=scorer)
         self.on_report, self.on_error = on_report, on_error
         self.metrics = ServiceMetrics()
         self._stop = threading.Event()  # stop taking work, drain
@@ -94,11 +95,17 @@ class Service:
         self._pool = ThreadPoolExecutor(max_workers=settings.service.max_in_flight, thread_name_prefix="clip")
         self._health: HealthServer | None = None
         self._last_lag = 0.0
+        self._assignment: frozenset[Any] = frozenset()
 
     # ------------------------------------------------------------------------------------------------------ public
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def assignment(self) -> frozenset[Any]:
+        """The input partitions this worker holds now (updated by the rebalance callbacks)."""
+        return self._assignment
 
     @property
     def metrics_port(self) -> int | None:
@@ -154,7 +161,12 @@ class Service:
                 return
             if backlog and tp not in self._running:
                 record = backlog.popleft()
-                self._tracker.start(tp, record.offset)
+                try:
+                    self._tracker.start(tp, record.offset)
+                except ValueError:  # a record fetched twice (position reset): it is already in hand
+                    log.warning("skipping a record already taken", topic=tp.topic, partition=tp.partition,
+                                offset=record.offset)
+                    continue
                 self.metrics.in_flight.inc()
                 self._running[tp] = (self._pool.submit(self._process, record), record.offset)
 
@@ -197,12 +209,14 @@ class Service:
             self._consumer.resume(*to_resume)
 
     def _update_ready(self) -> None:
-        coordinator = getattr(self._consumer, "_coordinator", None)
+        # ready = we know the group coordinator and hold a live connection to it (kafka-python keeps both on
+        # private attributes; readiness must never crash the loop, so any surprise there reads as not ready)
         try:
-            known = coordinator is not None and not coordinator.coordinator_unknown()
-        except Exception:  # noqa: BLE001 - private API; readiness must not crash the loop
-            known = False
-        ready = known and not self._stop.is_set()
+            coordinator_id = self._consumer._coordinator.coordinator_id
+            connected = coordinator_id is not None and self._consumer._client.connected(coordinator_id)
+        except Exception:  # noqa: BLE001
+            connected = False
+        ready = bool(connected) and not self._stop.is_set()
         if ready != self._ready:
             log.info("readiness changed", ready=ready)
         self._ready = ready
@@ -330,7 +344,10 @@ class Service:
                     max_poll_records=k.max_poll_records, max_poll_interval_ms=k.max_poll_interval_ms,
                     session_timeout_ms=k.session_timeout_ms, heartbeat_interval_ms=k.heartbeat_interval_ms,
                     max_partition_fetch_bytes=max(1024**2, k.max_message_bytes),
-                    fetch_max_bytes=max(50 * 1024**2, k.max_message_bytes))
+                    fetch_max_bytes=max(50 * 1024**2, k.max_message_bytes),
+                    # a fetch response always carries the first batch whole, however large: the frame limit must
+                    # exceed the largest message the brokers accept, or one oversized message stalls the partition
+                    receive_message_max_bytes=2 * max(50 * 1024**2, k.max_message_bytes))
                 self._consumer.subscribe([k.input_topic], listener=_Rebalance(self))
                 log.info("connected", bootstrap=k.bootstrap_servers, group=k.group_id, topic=k.input_topic)
                 return True
@@ -375,12 +392,13 @@ class Service:
         log.info("stopped")
 
     def _close_clients(self) -> None:
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                try:
-                    client.close()
-                except Exception:  # noqa: BLE001
-                    pass
+        # bounded: with the brokers gone, an unbounded close waits forever for a LeaveGroup or a flush
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                self._consumer.close(autocommit=False, timeout_ms=5000)
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                self._producer.close(timeout=5)
         self._consumer = self._producer = None
 
     def _install_signals(self) -> None:
@@ -408,10 +426,12 @@ class Service:
             with contextlib.suppress(KeyError):
                 self.metrics.lag.remove(tp.topic, str(tp.partition))
         self._tracker.drop(list(revoked))
+        self._assignment = self._assignment - set(revoked)
         log.info("partitions revoked", partitions=[f"{tp.topic}/{tp.partition}" for tp in revoked])
 
     def _assigned(self, assigned: list[Any]) -> None:
         self.metrics.rebalances.labels("assigned").inc()
+        self._assignment = self._assignment | set(assigned)
         log.info("partitions assigned", partitions=[f"{tp.topic}/{tp.partition}" for tp in assigned])
 
 

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from stream_iqa.bench.clips import ClipSpec, Span, build_clip
 from stream_iqa.logging import get_logger
-from stream_iqa.pipeline import Pipeline
+from stream_iqa.scoring import Scorer
 from stream_iqa.service.app import Outcome, Service
 from stream_iqa.service.broker import EmbeddedBroker
 from stream_iqa.settings import Settings
@@ -66,7 +66,7 @@ def demo_inputs() -> list[DemoInput]:
 
 
 def run_kafka_demo(settings: Settings, console: Console | None = None, timeout_s: float = 300.0,
-                   pipeline: Pipeline | None = None) -> DemoResult:
+                   scorer: Scorer | None = None) -> DemoResult:
     from kafka import KafkaProducer
 
     console = console or Console()
@@ -105,7 +105,7 @@ def run_kafka_demo(settings: Settings, console: Console | None = None, timeout_s
         def count(_: Outcome) -> None:
             done.release()
 
-        service = Service(settings, pipeline=pipeline, on_report=count, on_error=count)
+        service = Service(settings, scorer=scorer, on_report=count, on_error=count)
         thread = threading.Thread(target=service.run, kwargs={"install_signals": False}, name="service", daemon=True)
         thread.start()
         deadline = time.monotonic() + timeout_s

@@ -18,6 +18,7 @@ class _Partition:
     pending: deque[list[int | bool]] = field(default_factory=deque)  # [offset, done] in offset order
     ready: int | None = None  # one past the finished prefix: what should be committed
     committed: int | None = None  # what the broker has accepted, None before the first commit
+    last_started: int = -1
 
 
 class OffsetTracker:
@@ -28,8 +29,9 @@ class OffsetTracker:
 
     def start(self, tp: TopicPartition, offset: int) -> None:
         part = self._parts.setdefault(tp, _Partition())
-        if part.pending and offset <= int(part.pending[-1][0]):
+        if offset <= part.last_started:
             raise ValueError(f"offset {offset} of {tp} handed out twice or out of order")
+        part.last_started = offset
         part.pending.append([offset, False])
 
     def finish(self, tp: TopicPartition, offset: int) -> None:
