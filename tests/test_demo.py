@@ -35,4 +35,4 @@ def test_kafka_demo_answers_every_input_through_a_real_broker():
     found = {r["clip_id"]: {s["type"] for s in r["segments"]} for r in result.reports}
     assert found == {"cam1-000": set(), "cam1-001": {"low_light"}, "cam2-000": {"haze"}, "cam2-001": {"low_light"}}
     assert all(r["source"]["topic"] == settings.kafka.input_topic for r in result.reports)
-    assert "4 reports, 1 error records for 5 inputs" in out.getvalue()
+    assert "4 reports and 1 error record for 5 inputs" in out.getvalue()

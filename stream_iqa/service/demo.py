@@ -153,12 +153,14 @@ def print_result(result: DemoResult, console: Console) -> None:
         where = f"p{src.get('partition')}@{src.get('offset')}" if src else "–"
         if kind == "report":
             q = body["quality"]
-            segs = ", ".join(f"{s['type']} {s['start']:.1f}–{s['end']:.1f} s" for s in body["segments"]) or "none"
+            segs = ", ".join(f"{s['type']} {s['start']:.2f}–{s['end']:.2f} s" for s in body["segments"]) or "none"
             table.add_row(item.clip_id, item.stream_id, where, f"{q['mean']:.1f} / {q['p10']:.1f}", segs, item.expect)
         elif kind == "error":
             table.add_row(item.clip_id, item.stream_id, where, "–", f"[red]{body['code']}[/red]", item.expect)
         else:
             table.add_row(item.clip_id, item.stream_id, "–", "–", "[red]no output[/red]", item.expect)
     console.print(table)
-    console.print(f"{len(result.reports)} reports, {len(result.errors)} error records for {len(result.inputs)} "
-                  f"inputs in {result.seconds:.1f} s; broker stopped")
+    n_err = len(result.errors)
+    console.print(f"{len(result.reports)} reports and {n_err} error record{'' if n_err == 1 else 's'} for "
+                  f"{len(result.inputs)} inputs in {result.seconds:.1f} s; broker stopped. Segments are found at the "
+                  f"sampling rate (2 frames/s), so their ends are within a quarter second of the true spans.")
