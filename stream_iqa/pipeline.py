@@ -56,6 +56,15 @@ class Pipeline:
         self.model_info = ModelInfo(name=getattr(model, "model_name", "unknown"), version=str(getattr(model, "version", "0")))
         self.thresholds: dict[str, float] = dict(getattr(model, "flag_thresholds", {k: 0.5 for k in DISTORTIONS}))
 
+    @torch.inference_mode()
+    def warm_up(self) -> None:
+        """One throw-away batch at the engine's batch size, so the first real clip does not pay for first-call
+        allocations and kernel selection (a service calls this before it reports ready)."""
+        side = self.settings.engine.analysis_short_side
+        rgb = torch.zeros(self.settings.engine.batch_size, 3, side, side * 16 // 9, device=self.scorer.device)
+        with self.scorer.autocast():
+            self.scorer.model.score(rgb, self.scorer.depth(rgb))
+
     def new_depth_state(self) -> DepthState:
         """Per-stream depth reuse: one per stream (the service keeps one per stream_id), reset on a new stream."""
         return DepthState(self.scorer.depth, self.settings.depth_reuse)

@@ -45,6 +45,8 @@ from stream_iqa.video import VideoError
 
 log = get_logger(__name__)
 
+_BUSY_POLL_MS = 10
+
 
 class Abandoned(Exception):
     """A clip given up (shutdown deadline passed): its offset is not committed, so the group redelivers it."""
@@ -124,6 +126,7 @@ class Service:
                                         alive=self._heartbeat.alive, ready=lambda: self._ready).start()
             log.info("http endpoints up", port=self._health.port, paths=["/metrics", "/healthz", "/readyz"])
         try:
+            self.pipeline.warm_up()
             if not self._connect():
                 return 0
             while not self._stop.is_set():
@@ -136,9 +139,11 @@ class Service:
     # ------------------------------------------------------------------------------------------------- the loop
     def _turn(self) -> None:
         self._heartbeat.beat()
+        # while clips run, turn quickly so a finished clip is committed and its partition's next clip started at
+        # once (kafka-python's poll cannot be woken early); idle, new records end the wait as soon as they arrive
+        timeout = _BUSY_POLL_MS if self._running or self._detached else self.settings.service.poll_timeout_ms
         try:
-            batches = self._consumer.poll(timeout_ms=self.settings.service.poll_timeout_ms,
-                                          max_records=self.settings.kafka.max_poll_records)
+            batches = self._consumer.poll(timeout_ms=timeout, max_records=self.settings.kafka.max_poll_records)
         except Exception as exc:  # noqa: BLE001 - kafka-python raises many kinds; the loop must survive them all
             log.warning("poll failed; retrying", error=repr(exc))
             self._ready = False
