@@ -330,3 +330,43 @@ def test_broker_down_at_start_and_restarted_mid_run(clip_dir, scorer):
         run.stop()
         b.stop()
     assert [o.report.clip_id for o in outcomes if o.report] == ["before", "after"]
+
+
+def test_a_clip_longer_than_the_poll_interval_keeps_the_group_membership(broker, clip_dir, scorer):
+    """max_poll_interval_ms of 1 s against a clip that takes longer: polling goes on (partition paused), so the
+    worker is not evicted, its commit succeeds and the clip is reported once."""
+    s = settings_for(broker, clip_dir, max_poll_interval_ms=1000, session_timeout_ms=6000)
+    broker.create_topics(topics(s), partitions=1)
+    s = s.model_copy(update={"video": s.video.model_copy(update={"fps": 10.0})})  # ~600 frames: several seconds
+    produce(s, [("cam", *file_job(clip_dir / "long.mp4", "long", "cam")), ("cam", *file_job(clip_dir / "short.mp4", "next", "cam"))])
+    run = Running(s, scorer)
+    try:
+        outcomes = run.wait(2, timeout=300)
+        run.wait_until(lambda: committed(s) == {0: 2})
+        revoked = run.service.metrics.rebalances.labels("revoked")._value.get()
+        seconds = run.service.metrics.clip_seconds._sum.get()
+    finally:
+        run.stop()
+    assert [o.report.clip_id for o in outcomes] == ["long", "next"] and seconds > 1.0
+    assert revoked <= 1  # the initial (empty) revocation of the first join only
+    assert [r["clip_id"] for r in read_topic(s.kafka.bootstrap_servers, s.kafka.output_topic)] == ["long", "next"]
+
+
+def test_depth_state_carries_across_a_streams_segments_and_is_dropped_on_revocation(broker, clip_dir, scorer):
+    s = settings_for(broker, clip_dir)
+    broker.create_topics(topics(s), partitions=1)
+    produce(s, [("cam", *file_job(clip_dir / "clean.mp4", f"seg{i}", "cam")) for i in range(2)]
+            + [("other", *file_job(clip_dir / "short.mp4", "o0", "other"))])
+    run = Running(s, scorer)
+    try:
+        outcomes = run.wait(3)
+        tp = TopicPartition(s.kafka.input_topic, 0)
+        state = run.service._depth["cam"]
+        assert run.service._streams_of[tp] == {"cam", "other"}
+    finally:
+        run.stop()
+    # one state for the stream across both segments: it has seen both clips' frames (12 each)
+    assert [o.report.frames_analyzed for o in outcomes] == [12, 12, 2] and state.frames == 24
+    assert run.service._depth["other"].frames == 2
+    run.service._revoked([tp])
+    assert not run.service._depth and tp not in run.service._streams_of
