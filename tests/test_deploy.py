@@ -289,7 +289,6 @@ def test_dockerfile_structure() -> None:
 
 
 def test_dockerfile_installs_the_pinned_requirements_then_the_wheel() -> None:
-    text = DOCKERFILE.read_text()
     runs = " ".join(dockerfile_args("RUN"))
     assert any(a.split()[0] == "requirements.txt" for a in dockerfile_args("COPY"))
     assert "pip install -r /tmp/requirements.txt" in runs
@@ -303,6 +302,8 @@ def test_dockerfile_installs_the_pinned_requirements_then_the_wheel() -> None:
     assert runs.index("-r /tmp/requirements.txt") < runs.index("/tmp/wheels/*.whl")
     # `make install` and the README use the same file
     assert "-r requirements.txt" in (REPO_ROOT / "Makefile").read_text()
+    # test, evaluation and lint tools stay out of the image (and so does the compiler brisque's libsvm may need)
+    assert "requirements-dev" not in runs and "pytest" not in (REPO_ROOT / "requirements.txt").read_text()
     assert "requirements" in (REPO_ROOT / "README.md").read_text()
 
 
