@@ -200,13 +200,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from stream_iqa.service.app import Service
+    from stream_iqa.service.app import Service, ServiceStartError
 
     settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
     if args.bootstrap_servers:
         settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
             update={"bootstrap_servers": args.bootstrap_servers})})
-    return Service(settings).run()
+    try:
+        return Service(settings).run()
+    except ServiceStartError as exc:
+        print(f"stream-iqa serve: {exc}", file=sys.stderr)
+        return EXIT_INPUT
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -159,3 +159,26 @@ def test_env_variables_configure_the_service(monkeypatch, tmp_path):
     monkeypatch.setenv("STREAM_IQA_SERVICE__ALLOWED_ROOTS", json.dumps([str(tmp_path)]))
     s = Settings.load()
     assert s.kafka.input_topic == "jobs" and s.service.allowed_roots == [Path(tmp_path)]
+
+
+def test_serve_with_its_metrics_port_taken_is_one_clear_line(capsys, monkeypatch):
+    import socket
+
+    from stream_iqa.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("STREAM_IQA_SERVICE__METRICS_HOST", "127.0.0.1")
+        monkeypatch.setenv("STREAM_IQA_SERVICE__METRICS_PORT", str(taken.getsockname()[1]))
+        monkeypatch.setenv("STREAM_IQA_DEPTH__SOURCE", "prior")
+        assert main(["serve", "--device", "cpu"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("stream-iqa serve: cannot serve /metrics") and "STREAM_IQA_SERVICE__METRICS_PORT" in err
+
+
+def test_serve_with_a_missing_model_names_the_setting(capsys, tmp_path):
+    from stream_iqa.cli import main
+
+    assert main(["serve", "--checkpoint", str(tmp_path / "none.safetensors")]) == 3
+    assert "STREAM_IQA_MODEL__CHECKPOINT" in capsys.readouterr().err

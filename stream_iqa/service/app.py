@@ -48,6 +48,10 @@ log = get_logger(__name__)
 _BUSY_POLL_MS = 10
 
 
+class ServiceStartError(RuntimeError):
+    """The service cannot start (a port taken, …): a one-line message naming the setting to change."""
+
+
 class Abandoned(Exception):
     """A clip given up (shutdown deadline passed): its offset is not committed, so the group redelivers it."""
 
@@ -122,8 +126,14 @@ class Service:
             self._install_signals()
         svc = self.settings.service
         if svc.metrics_enabled and self._health is None:
-            self._health = HealthServer(self.metrics, svc.metrics_host, svc.metrics_port,
-                                        alive=self._heartbeat.alive, ready=lambda: self._ready).start()
+            try:
+                self._health = HealthServer(self.metrics, svc.metrics_host, svc.metrics_port,
+                                            alive=self._heartbeat.alive, ready=lambda: self._ready).start()
+            except OSError as exc:
+                raise ServiceStartError(
+                    f"cannot serve /metrics on {svc.metrics_host}:{svc.metrics_port} ({exc.strerror or exc}); "
+                    "set STREAM_IQA_SERVICE__METRICS_PORT (0 picks a free port) or service.metrics_enabled: false"
+                ) from None
             log.info("http endpoints up", port=self._health.port, paths=["/metrics", "/healthz", "/readyz"])
         try:
             self.pipeline.warm_up()
