@@ -31,6 +31,16 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _restore_torch_threads():
+    """Services on CPU split torch's threads between concurrent clips (process-wide); later test modules get theirs back."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def broker():
     with EmbeddedBroker() as b:
