@@ -1,6 +1,7 @@
 import io
 
 import pytest
+import torch
 from rich.console import Console
 
 from stream_iqa.cli import main
@@ -29,8 +30,12 @@ def test_kafka_demo_answers_every_input_through_a_real_broker():
 
     settings = Settings.load(model={"device": "cpu"}, depth={"source": "prior"})
     out = io.StringIO()
-    result = run_kafka_demo(settings, console=Console(file=out, width=200), timeout_s=300,
-                            scorer=load_scorer(settings))
+    threads = torch.get_num_threads()  # the service splits them between concurrent clips; give them back after
+    try:
+        result = run_kafka_demo(settings, console=Console(file=out, width=200), timeout_s=300,
+                                scorer=load_scorer(settings))
+    finally:
+        torch.set_num_threads(threads)
     assert result.complete and len(result.reports) == 4 and [e["code"] for e in result.errors] == ["undecodable_video"]
     found = {r["clip_id"]: {s["type"] for s in r["segments"]} for r in result.reports}
     assert found == {"cam1-000": set(), "cam1-001": {"low_light"}, "cam2-000": {"haze"}, "cam2-001": {"low_light"}}
