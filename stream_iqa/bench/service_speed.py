@@ -6,10 +6,12 @@
 2. the service with 1 worker, then 2 workers (separate ``stream-iqa serve`` processes, one consumer group), on an
    input topic of 4 partitions. Workers are started and hold their partitions before the jobs are published, so the
    model load and the group join are not timed; the clock runs from the first publish to the last report's broker
-   timestamp. Per-clip latency = the report's timestamp minus its job's (both stamped by the producers).
+   timestamp. Per-clip latency = the report's timestamp minus its job's (both stamped by the producers). Workers on
+   one machine split its cores (``model.threads`` = cores / workers), as an operator would configure them.
 
 Overhead = (service wall with 1 worker) / (replay wall) - 1: what Kafka, JSON, commits and acks cost per clip.
-Clips are photo pans (scikit-image / scikit-learn photos, 640x360, 10 fps, 6 s each), never bikes.mp4 or carphone.
+Clips are photo pans (scikit-image / scikit-learn photos, 1280x720 H.264, 10 fps, 10 s each: live-stream-sized
+segments), never bikes.mp4 or carphone.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ from stream_iqa.settings import Settings
 _SCENES = ["china", "coffee", "astronaut", "chelsea", "flower"]
 
 
-def make_clips(root: Path, n: int) -> list[Path]:
+def make_clips(root: Path, n: int, size: tuple[int, int] = (1280, 720), seconds: float = 10.0) -> list[Path]:
     kinds = [None, "low_light", "haze", None]
     paths = []
     for i in range(n):
         kind = kinds[i % len(kinds)]
-        spec = ClipSpec(scenes=[_SCENES[i % len(_SCENES)]], scene_s=6.0, size=(640, 360), seed=i,
-                        spans=[Span(kind, 1.5, 4.5)] if kind else [])
+        spec = ClipSpec(scenes=[_SCENES[i % len(_SCENES)]], scene_s=seconds, size=size, seed=i,
+                        spans=[Span(kind, 0.25 * seconds, 0.75 * seconds)] if kind else [])
         paths.append(build_clip(spec, root / f"clip{i:02d}.mp4"))
     return paths
 
@@ -85,6 +87,8 @@ def time_service(paths: list[Path], settings: Settings, broker: EmbeddedBroker, 
                 assigned.release()
 
     env = _env(settings, tag, broker.bootstrap, root)
+    # workers on one machine share its cores: each gets its share of torch threads (oversubscribed OpenMP teams spin)
+    env["STREAM_IQA_MODEL__THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
     for _ in range(workers):
         proc = subprocess.Popen([sys.executable, "-m", "stream_iqa.cli", "serve"], env=env, text=True,
                                 stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
@@ -136,17 +140,20 @@ def time_service(paths: list[Path], settings: Settings, broker: EmbeddedBroker, 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--size", default="1280x720", help="clip frame size WxH")
+    ap.add_argument("--seconds", type=float, default=10.0, help="clip length")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     settings = Settings.load(model={"device": "cpu"}, depth={"source": "prior"})
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp, EmbeddedBroker() as broker:
         root = Path(tmp)
-        paths = make_clips(root, args.clips)
+        size = tuple(int(v) for v in args.size.split("x"))
+        paths = make_clips(root, args.clips, size=size, seconds=args.seconds)  # type: ignore[arg-type]
         replay = time_replay(paths, settings)
         one = time_service(paths, settings, broker, 1, root)
         two = time_service(paths, settings, broker, 2, root)
     result = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "clips": args.clips, "clip": "640x360 H.264, 10 fps, 6 s, 2 frames/s sampled", "replay": replay,
+              "clips": args.clips, "clip": f"{args.size} H.264, 10 fps, {args.seconds:g} s, 2 frames/s sampled", "replay": replay,
               "service_1": one, "service_2": two, "overhead_1_worker": one["wall_s"] / replay["wall_s"] - 1}
     print(f"{'run':<22}{'wall s':>8}{'clips/s':>9}{'frames/s':>10}{'p50 s':>8}{'p95 s':>8}")
     print(f"{'replay (in process)':<22}{replay['wall_s']:>8.2f}{replay['clips_per_s']:>9.2f}{replay['frames_per_s']:>10.1f}")
