@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from stream_iqa.depth.state import DepthState
+from stream_iqa.engine import SharedBatcher
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.schema import ClipReport, Distortions, FrameRecord, ModelInfo, Source
@@ -49,9 +50,10 @@ class ClipAnalysis:
 class Pipeline:
     """Settings, model and depth source, loaded once; ``analyze`` per clip."""
 
-    def __init__(self, settings: Settings, scorer: Scorer | None = None) -> None:
+    def __init__(self, settings: Settings, scorer: Scorer | None = None, batcher: SharedBatcher | None = None) -> None:
         self.settings = settings
         self.scorer = scorer or load_scorer(settings)
+        self.batcher = batcher  # model calls shared with other clips analysed at once (stream_iqa.engine)
         model = self.scorer.model
         self.model_info = ModelInfo(name=getattr(model, "model_name", "unknown"), version=str(getattr(model, "version", "0")))
         self.thresholds: dict[str, float] = dict(getattr(model, "flag_thresholds", {k: 0.5 for k in DISTORTIONS}))
@@ -125,7 +127,7 @@ class Pipeline:
             else:
                 depth, fresh = self.scorer.depth(rgb), [True] * len(batch)
             t1 = time.perf_counter()
-            out = self.scorer.model.score(rgb, depth)
+            out = self.batcher.score(rgb, depth) if self.batcher else self.scorer.model.score(rgb, depth)
         quality = out.quality.float().cpu().numpy()
         probs = out.distortions.float().cpu().numpy() if out.distortions is not None else np.zeros((len(batch), 3))
         t2 = time.perf_counter()

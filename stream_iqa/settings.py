@@ -124,6 +124,15 @@ class EngineSettings(BaseModel):
         384, ge=64, description="The decoder's scaler downscales sampled frames to this shorter side before depth and "
         "the model (which work at 192 and 128 px); never upscaled."
     )
+    shared_batches: Literal["auto", "on", "off"] = Field(
+        "auto", description="Merge the model calls of clips analysed at once (service.max_in_flight > 1) into shared "
+        "device batches. 'auto': on for CUDA, off on CPU (where bigger batches buy nothing and the cores are split "
+        "between clips instead)."
+    )
+    shared_batch_size: int = Field(64, ge=1, description="Most frames in one shared model call.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, description="How long a shared batch waits for other clips' frames before it runs anyway."
+    )
 
 
 class KafkaSettings(BaseModel):

@@ -147,14 +147,17 @@ def end_offsets(s: Settings) -> dict[int, int]:
         c.close()
 
 
-def test_clips_in_reports_out_with_the_right_segments_frames_and_metrics(broker, clip_dir, scorer):
+@pytest.mark.parametrize("shared_batches", ["off", "on"])
+def test_clips_in_reports_out_with_the_right_segments_frames_and_metrics(broker, clip_dir, scorer, shared_batches):
     s = settings_for(broker, clip_dir, publish_frames=True)
+    s = s.model_copy(update={"engine": s.engine.model_copy(update={"shared_batches": shared_batches, "max_wait_ms": 50})})
     broker.create_topics(topics(s))
     produce(s, [("cam1", *file_job(clip_dir / "dark.mp4", "dark", "cam1")),
                 ("cam2", *file_job(clip_dir / "clean.mp4", "clean", "cam2")),
                 ("cam3", (clip_dir / "hazy.mp4").read_bytes(),
                  [("content-type", b"video/mp4"), ("clip_id", b"hazy"), ("stream_id", b"cam3")])])
     run = Running(s, scorer)
+    assert (run.service._batcher is not None) == (shared_batches == "on")
     try:
         run.wait(3)
         run.wait_until(lambda: committed(s) == end_offsets(s))

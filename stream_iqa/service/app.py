@@ -37,7 +37,8 @@ from stream_iqa.depth.state import DepthState
 from stream_iqa.logging import get_logger
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, ErrorRecord, Source
-from stream_iqa.scoring import Scorer
+from stream_iqa.engine import SharedBatcher
+from stream_iqa.scoring import Scorer, load_scorer
 from stream_iqa.service.jobs import clip_id_hint, headers_of, parse_job
 from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker
@@ -82,8 +83,13 @@ class Service:
                  on_report: Callable[[Outcome], None] | None = None,
                  on_error: Callable[[Outcome], None] | None = None) -> None:
         self.settings = settings
-        self.pipeline = Pipeline(settings, scorer=scorer)
-        _split_cpu_threads(self.pipeline.scorer.device, settings)
+        scorer = scorer or load_scorer(settings)
+        eng = settings.engine
+        shared = eng.shared_batches == "on" or (eng.shared_batches == "auto" and scorer.device.type == "cuda")
+        self._batcher = (SharedBatcher(scorer, eng.shared_batch_size, eng.max_wait_ms)
+                         if shared and settings.service.max_in_flight > 1 else None)
+        self.pipeline = Pipeline(settings, scorer=scorer, batcher=self._batcher)
+        _split_cpu_threads(scorer.device, settings)
         self.on_report, self.on_error = on_report, on_error
         self.metrics = ServiceMetrics()
         self._stop = threading.Event()  # stop taking work, drain
@@ -410,6 +416,8 @@ class Service:
     def _close(self) -> None:
         self._abandon.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._batcher is not None:
+            self._batcher.close()
         self._close_clients()
         if self._health is not None:
             self._health.stop()

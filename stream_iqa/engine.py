@@ -1,0 +1,114 @@
+"""Device batches shared by concurrent clips: one model call for frames of several streams.
+
+A GPU worker analyses several clips at once (``service.max_in_flight``); each clip alone sends batches of
+``engine.batch_size`` frames, which leave a large GPU mostly idle per call. ``SharedBatcher`` collects the model
+requests of all clip threads for up to ``engine.max_wait_ms`` (or until ``engine.shared_batch_size`` frames), runs
+them as one batch and hands each caller its rows. Depth stays per clip (a stream's depth state is sequential by
+nature); only the network call is shared.
+
+Frames of different clips differ in size, so each request is first brought to the model's own input size — the same
+resize the model's ``preprocess`` would do, so results do not depend on who shared the batch (a test pins that).
+Models without a fixed input size (the multi-crop teacher) are called per request.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from stream_iqa.logging import get_logger
+from stream_iqa.nn.api import IQAOutput
+from stream_iqa.scoring import Scorer
+
+log = get_logger(__name__)
+
+
+@dataclass
+class _Request:
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    future: Future[IQAOutput] = field(default_factory=Future)
+
+
+class SharedBatcher:
+    """Thread-safe ``score(rgb, depth)`` that merges concurrent callers' frames into one model call."""
+
+    def __init__(self, scorer: Scorer, batch_size: int, max_wait_ms: float) -> None:
+        self.scorer = scorer
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        size = getattr(getattr(scorer.model, "config", None), "input_size", None)
+        self.input_size: tuple[int, int] | None = tuple(size) if size else None  # type: ignore[assignment]
+        self.calls = 0  # model calls made
+        self.requests = 0  # requests served (calls < requests when batches were shared)
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="shared-batcher", daemon=True)
+        self._thread.start()
+
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:
+        request = _Request(rgb, depth.float())
+        self._queue.put(request)
+        return request.future.result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _fit(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_size is None or tuple(x.shape[-2:]) == self.input_size:
+            return x
+        return F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+
+    def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
+        batch, frames = [first], first.rgb.shape[0]
+        deadline = time.monotonic() + self.max_wait_s
+        while frames < self.batch_size and self.input_size is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                nxt = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+            frames += nxt.rgb.shape[0]
+        return batch, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, stop = self._collect(first)
+            try:
+                with torch.inference_mode(), self.scorer.autocast():
+                    if self.input_size is None:
+                        outs = [self.scorer.model.score(r.rgb, r.depth) for r in batch]
+                    else:
+                        rgb = torch.cat([self._fit(r.rgb) for r in batch])
+                        depth = torch.cat([self._fit(r.depth) for r in batch])
+                        out = self.scorer.model.score(rgb, depth)
+                        outs, start = [], 0
+                        for r in batch:
+                            n = r.rgb.shape[0]
+                            outs.append(IQAOutput(
+                                quality=out.quality[start:start + n],
+                                distortions=None if out.distortions is None else out.distortions[start:start + n]))
+                            start += n
+                self.calls += 1 if self.input_size is not None else len(batch)
+                self.requests += len(batch)
+                for r, o in zip(batch, outs):
+                    r.future.set_result(o)
+            except BaseException as exc:  # noqa: BLE001 - every caller must be released, with the cause
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
