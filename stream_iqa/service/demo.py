@@ -9,6 +9,7 @@ has a report or an error record, reads those back from the output and errors top
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import threading
 import time
@@ -69,7 +70,7 @@ def run_kafka_demo(settings: Settings, console: Console | None = None, timeout_s
                    scorer: Scorer | None = None) -> DemoResult:
     from kafka import KafkaProducer
 
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 120)  # pipes and CI logs: no wrapped table
     inputs = demo_inputs()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="stream-iqa-demo-") as tmp, EmbeddedBroker() as broker:
