@@ -213,6 +213,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INPUT
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from stream_iqa.export import export_onnx
+    from stream_iqa.scoring import load_scorer
+
+    settings = _settings(args, device="cpu", checkpoint=args.checkpoint, name=args.model)
+    model = load_scorer(settings).model
+    if getattr(model, "model_name", "") != "dgiqa-lite":
+        print(f"stream-iqa export: only dgiqa-lite exports to ONNX (got {model.model_name})", file=sys.stderr)
+        return EXIT_USAGE
+    meta = export_onnx(model, args.onnx, opset=args.opset)
+    print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB): inputs rgb, depth at {meta['input_size']}; "
+          f"outputs quality, distortions; dynamic batch")
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from stream_iqa.nn.registry import list_models
 
@@ -299,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bootstrap-servers", help="override kafka.bootstrap_servers (host:port,...)")
     common(sp, model=True)
     sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("export", help="the student as ONNX (dynamic batch) for ONNX Runtime / TensorRT")
+    sp.add_argument("--onnx", type=Path, required=True, help="output .onnx file")
+    sp.add_argument("--opset", type=int, default=18)
+    sp.add_argument("--model", help="registry name (only dgiqa-lite exports)")
+    sp.add_argument("--checkpoint", type=Path, help="local checkpoint (default: the shipped student)")
+    sp.add_argument("--config", type=Path, help="YAML settings file (see configs/)")
+    sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("models", help="list registered models")
     sp.set_defaults(func=cmd_models)

@@ -67,8 +67,13 @@ def load_scorer(settings: Settings) -> Scorer:
             f"model 'dgiqa' needs the official DGIQA .pth, but STREAM_IQA_MODEL__CHECKPOINT is {checkpoint} "
             "(the default student checkpoint)"
         )
-    model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
-    if device.type == "cuda":
+    if settings.model.backend == "onnxruntime":
+        from stream_iqa.export import OnnxRuntimeModel
+
+        model = OnnxRuntimeModel.from_settings(settings.model, device)
+    else:
+        model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
+    if device.type == "cuda" and isinstance(model, torch.nn.Module):
         model = model.to(memory_format=torch.channels_last)  # NHWC convolutions are the fast path on tensor cores
     depth = create_depth_source(settings.depth, device)
     trained_with = getattr(model, "meta", {}).get("depth_source")

@@ -33,6 +33,11 @@ class ModelSettings(BaseModel):
     device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
     precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="Autocast precision on CUDA.")
     threads: int = Field(0, ge=0, description="torch intra-op threads on CPU; 0 keeps torch's default.")
+    backend: Literal["torch", "onnxruntime"] = Field(
+        "torch", description="'onnxruntime' runs the student exported by `stream-iqa export --onnx` (model.onnx): "
+        "same scores, several times faster on CPU (BENCHMARKS.md)."
+    )
+    onnx: Path | None = Field(None, description="The exported .onnx file used when backend is 'onnxruntime'.")
     teacher_crops: int = Field(10, ge=1, description="Random 224² crops for the teacher's official inference.")
     teacher_seed: int = Field(0, description="Seed of the teacher's crop positions (the official code is seeded).")
 

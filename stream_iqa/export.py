@@ -1,0 +1,151 @@
+"""``stream-iqa export --onnx PATH``: the student as one ONNX graph, for ONNX Runtime / TensorRT serving.
+
+The graph is the whole ``score`` path after resizing: inputs ``rgb`` (N,3,H,W) in [0,1] and ``depth`` (N,1,H,W) in
+[0,1] at the model's input size (192x192 for the shipped model), dynamic batch; outputs ``quality`` (N,) on the
+calibrated 0-100 scale and ``distortions`` (N,3) probabilities in the order ``low_light, haze, flare``. Normalisation,
+sigmoids and the piecewise-linear calibration are inside the graph, so a serving stack needs only to resize frames.
+The checkpoint's metadata (name, version, thresholds, input size) travels in the model's ``metadata_props``: an
+ONNX file knows its own preprocessing, as a checkpoint does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import torch.nn.functional as F
+
+from stream_iqa.nn.api import DISTORTIONS, IQAOutput
+from stream_iqa.nn.lite import DGIQALite
+
+
+class _PiecewiseLinear(nn.Module):
+    """Monotone piecewise-linear map as a sum of clamped ramps: y0 + Σ slope_i·clamp(x − x_i, 0, x_{i+1} − x_i).
+
+    Equal to ``stream_iqa.nn.lite._interp`` on [x_0, x_n] (clamped outside), but made of element-wise ops only, so it
+    exports to any ONNX opset (``searchsorted`` does not)."""
+
+    def __init__(self, xs: list[float], ys: list[float]) -> None:
+        super().__init__()
+        x = torch.tensor(xs, dtype=torch.float32)
+        y = torch.tensor(ys, dtype=torch.float32)
+        width = (x[1:] - x[:-1]).clamp_min(1e-9)
+        self.register_buffer("x0", x[:-1])
+        self.register_buffer("width", width)
+        self.register_buffer("slope", (y[1:] - y[:-1]) / width)
+        self.y0 = float(ys[0])
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        ramps = torch.minimum(torch.clamp(v.unsqueeze(-1) - self.x0, min=0.0), self.width)
+        return self.y0 + (ramps * self.slope).sum(-1)
+
+
+class OnnxScorer(nn.Module):
+    """``DGIQALite.score`` at the model's input size, as a traceable module (normalise → network → scales)."""
+
+    def __init__(self, model: DGIQALite) -> None:
+        super().__init__()
+        self.model = model.eval()
+        cal = model.calibration
+        kind = cal.get("kind", "identity")
+        if kind == "identity":
+            self.calibrate: nn.Module = nn.Identity()
+        elif kind == "piecewise_linear":
+            self.calibrate = _PiecewiseLinear(cal["x"], cal["y"])
+        else:
+            raise ValueError(f"unknown calibration kind {kind!r}")
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (rgb - self.model.mean) / self.model.std
+        q_logit, d_logits = self.model(x, depth)
+        quality = self.calibrate(torch.sigmoid(q_logit) * 100.0).clamp(0.0, 100.0)
+        return quality, torch.sigmoid(d_logits)
+
+
+def export_onnx(model: DGIQALite, path: Path, opset: int = 18) -> dict[str, Any]:
+    """Write ``path`` (ONNX, dynamic batch) and return the metadata stored in it."""
+    import onnx
+
+    wrapper = OnnxScorer(model).cpu().eval()
+    h, w = model.config.input_size
+    example = (torch.rand(2, 3, h, w), torch.rand(2, 1, h, w))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with torch.inference_mode(False), torch.no_grad():
+        torch.onnx.export(
+            wrapper, example, str(path), input_names=["rgb", "depth"], output_names=["quality", "distortions"],
+            dynamic_shapes={"rgb": {0: batch}, "depth": {0: batch}}, opset_version=opset, dynamo=True,
+        )
+    meta = {"model": getattr(model, "model_name", "dgiqa-lite"), "version": str(getattr(model, "version", "")),
+            "input_size": json.dumps([h, w]), "distortions": json.dumps(list(DISTORTIONS)),
+            "flag_thresholds": json.dumps(getattr(model, "flag_thresholds", {})),
+            "inputs": "rgb (N,3,H,W) and depth (N,1,H,W) in [0,1], resized (bilinear, antialiased) to input_size"}
+    proto = onnx.load(str(path))
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return meta
+
+
+class OnnxRuntimeScorer:
+    """The exported graph under ONNX Runtime (CPU by default), with ``score(rgb, depth)`` like the PyTorch model."""
+
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
+        self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.input_size = tuple(json.loads(self.meta["input_size"]))
+
+    def score(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        quality, distortions = self.session.run(None, {"rgb": rgb.astype(np.float32), "depth": depth.astype(np.float32)})
+        return quality, distortions
+
+
+class OnnxRuntimeModel:
+    """The exported student behind the same ``score(rgb, depth) -> IQAOutput`` as the PyTorch model, so the pipeline,
+    the service and ``score`` use it unchanged (``model.backend: onnxruntime``). Frames are resized to the graph's
+    input size with the same antialiased bilinear filter as ``DGIQALite.preprocess``."""
+
+    def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0) -> None:
+        self.runner = OnnxRuntimeScorer(path, providers=providers, threads=threads)
+        meta = self.runner.meta
+        self.model_name = meta.get("model", "dgiqa-lite")
+        self.version = meta.get("version", "")
+        self.flag_thresholds: dict[str, float] = json.loads(meta.get("flag_thresholds", "{}"))
+        self.config = SimpleNamespace(input_size=self.runner.input_size)  # read by SharedBatcher
+        self.meta: dict[str, Any] = {"backend": "onnxruntime", "onnx": str(path)}
+        self.device = torch.device("cpu")
+
+    @classmethod
+    def from_settings(cls, model_settings: Any, device: torch.device) -> OnnxRuntimeModel:
+        path = model_settings.onnx
+        if path is None or not Path(path).is_file():
+            raise FileNotFoundError(
+                f"model.backend is 'onnxruntime' but the ONNX file {path} does not exist: set STREAM_IQA_MODEL__ONNX "
+                "(make one with `stream-iqa export --onnx PATH`)"
+            )
+        if model_settings.name != "dgiqa-lite":
+            raise ValueError(f"the onnxruntime backend runs an exported dgiqa-lite, not {model_settings.name!r}")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else None
+        return cls(Path(path), providers=providers, threads=model_settings.threads)
+
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:
+        size = self.runner.input_size
+        rgb, depth = rgb.float().cpu(), depth.float().cpu()
+        if tuple(rgb.shape[-2:]) != size:
+            rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if tuple(depth.shape[-2:]) != size:
+            depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False, antialias=True)
+        quality, distortions = self.runner.score(rgb.numpy(), depth.numpy())
+        return IQAOutput(quality=torch.from_numpy(quality), distortions=torch.from_numpy(distortions))
