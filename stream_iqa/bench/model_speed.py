@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depth-anything", action="store_true", help="also time Depth Anything ViT-S (random weights)")
+    ap.add_argument("--onnx", action="store_true", help="also time the student exported to ONNX under ONNX Runtime")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from stream_iqa.settings import Settings
@@ -66,6 +67,18 @@ def main(argv: list[str] | None = None) -> None:
         "depth prior, 640×360 frame": (lambda: prior(frame), 1),
         f"teacher, official {args.teacher_crops} crops": (lambda: teacher.score(image, depth_i), 1),
     }
+    if args.onnx:
+        import tempfile
+        from pathlib import Path
+
+        from stream_iqa.export import OnnxRuntimeModel, export_onnx
+
+        onnx_path = Path(tempfile.mkdtemp()) / "student.onnx"
+        export_onnx(student, onnx_path)
+        ort_model = OnnxRuntimeModel(onnx_path, threads=args.threads)
+        fns[f"student score, batch {args.batch}, ONNX Runtime"] = (lambda: ort_model.score(batch, depth_b), args.batch)
+        fns["student score, batch 1 (PyTorch)"] = (lambda: student.score(batch[:1], depth_b[:1]), 1)
+        fns["student score, batch 1, ONNX Runtime"] = (lambda: ort_model.score(batch[:1], depth_b[:1]), 1)
     if args.depth_anything:
         from stream_iqa.depth.depth_anything import DepthAnythingSource
 
@@ -81,6 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     s = rates[f"student + prior depth, batch {args.batch}"]
     t = rates[f"teacher, official {args.teacher_crops} crops"]
     print(f"\nstudent (+ prior depth) vs teacher (network only, {args.teacher_crops} crops): {s / t:.0f}× faster per frame")
+    if args.onnx:
+        o = rates[f"student score, batch {args.batch}, ONNX Runtime"]
+        p = rates[f"student score, batch {args.batch} (preprocess + network)"]
+        o1, p1 = rates["student score, batch 1, ONNX Runtime"], rates["student score, batch 1 (PyTorch)"]
+        print(f"ONNX Runtime vs PyTorch, student: {o / p:.2f}× at batch {args.batch}, {o1 / p1:.2f}× at batch 1")
     if args.depth_anything:
         da_rate = rates["Depth Anything V2 ViT-S, 518 px"]
         print(f"vs teacher + its per-image Depth Anything pass: {s / (1 / (1 / t + 1 / da_rate)):.0f}× faster per frame")
