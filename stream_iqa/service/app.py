@@ -259,14 +259,16 @@ class Service:
             return
         self._last_lag = now
         for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
+            high = self._consumer.highwater(tp)  # from the last fetch response: no request, never blocks
             if high is None:
                 continue
-            try:
-                pos = self._consumer.committed(tp)
-            except Exception:  # noqa: BLE001
-                continue
-            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - (pos or 0)))
+            done = self._tracker.committed_offset(tp)  # what this worker committed (KEDA's notion of lag)
+            if done is None:
+                try:
+                    done = self._consumer.position(tp)
+                except Exception:  # noqa: BLE001 - no position yet (the group is still joining)
+                    continue
+            self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
 
     # --------------------------------------------------------------------------------------------- one clip
     def _process(self, record: Any) -> bool:

@@ -58,6 +58,10 @@ class OffsetTracker:
         if tp in self._parts:
             self._parts[tp].committed = offset
 
+    def committed_offset(self, tp: TopicPartition) -> int | None:
+        part = self._parts.get(tp)
+        return part.committed if part else None
+
     def in_flight(self, tp: TopicPartition | None = None) -> int:
         parts = [self._parts[tp]] if tp is not None and tp in self._parts else ([] if tp is not None else self._parts.values())
         return sum(1 for p in parts for e in p.pending if not e[1])
