@@ -222,9 +222,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     if getattr(model, "model_name", "") != "dgiqa-lite":
         print(f"stream-iqa export: only dgiqa-lite exports to ONNX (got {model.model_name})", file=sys.stderr)
         return EXIT_USAGE
-    meta = export_onnx(model, args.onnx, opset=args.opset)
-    print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB): inputs rgb, depth at {meta['input_size']}; "
-          f"outputs quality, distortions; dynamic batch")
+    if not args.int8:
+        meta = export_onnx(model, args.onnx, opset=args.opset)
+        print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB): inputs rgb, depth at "
+              f"{meta['input_size']}; outputs quality, distortions; dynamic batch")
+        return EXIT_OK
+    import tempfile
+
+    from stream_iqa.quantize import quantize_from_data
+
+    if args.calibration_frames < 1:
+        print("stream-iqa export: --calibration-frames must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        export_onnx(model, fp32, opset=args.opset)
+        try:
+            meta = quantize_from_data(fp32, args.onnx, settings.data.root, frames=args.calibration_frames,
+                                      preset=args.int8_preset)
+        except FileNotFoundError as exc:
+            print(f"stream-iqa export: calibration photos not found: {exc}", file=sys.stderr)
+            return EXIT_INPUT
+    print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB): {meta['quantization']}, calibration "
+          f"{meta['calibration']}; inputs rgb, depth at {meta['input_size']}; outputs quality, distortions")
     return EXIT_OK
 
 
@@ -321,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", help="registry name (only dgiqa-lite exports)")
     sp.add_argument("--checkpoint", type=Path, help="local checkpoint (default: the shipped student)")
     sp.add_argument("--config", type=Path, help="YAML settings file (see configs/)")
+    sp.add_argument("--int8", action="store_true",
+                    help="int8 ONNX Runtime static quantisation, calibrated on natural train-split photos")
+    sp.add_argument("--calibration-frames", type=int, default=64, help="photos for --int8 calibration (default 64)")
+    sp.add_argument("--int8-preset", default="pointwise", choices=["pointwise", "trunk", "all", "dynamic"],
+                    help="which layers --int8 quantises (see stream_iqa/quantize.py)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("models", help="list registered models")
