@@ -1,0 +1,124 @@
+"""The prepared GPU check: run it whenever a GPU is available and record its table, with the GPU's name, in
+BENCHMARKS.md.
+
+    python -m stream_iqa.bench.gpu_check [--json OUT.json]
+
+Reports, on the current CUDA device (or on CPU with ``--device cpu``, for a smoke run):
+1. student frames/s at batch 1/8/32/128, fp32 and fp16 (autocast), channels_last, from a 1080p frame batch already
+   on the device (the resize to 192² included);
+2. teacher seconds per image (official 10-crop inference, random weights: weights do not change the cost);
+3. Depth Anything V2 ViT-S milliseconds per frame at 518 px (random weights);
+4. end-to-end replay frames/s and real-time factor on a 1080p H.264 clip built from real photos (decode on CPU).
+Timings synchronise the device before reading the clock; each figure is the best of ``--rounds`` rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from stream_iqa.bench.clips import ClipSpec, Span, build_clip
+from stream_iqa.nn import create_model
+from stream_iqa.settings import DEFAULT_CHECKPOINT, Settings
+
+
+def _timed(fn: Callable[[], object], device: torch.device, rounds: int, min_time: float) -> float:
+    """Best seconds per call over ``rounds`` rounds of at least ``min_time`` each (after one warm-up call)."""
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()
+    sync()
+    best = float("inf")
+    for _ in range(rounds):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            sync()
+            if time.perf_counter() - t0 >= min_time:
+                break
+        best = min(best, (time.perf_counter() - t0) / n)
+    return best
+
+
+def run(device: torch.device, batches: list[int], rounds: int, min_time: float, clip_s: float,
+        frame: tuple[int, int] = (1080, 1920)) -> dict:
+    out: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+                 "torch": torch.__version__, "student": {}, "frame": list(frame)}
+    student = create_model("dgiqa-lite", checkpoint=DEFAULT_CHECKPOINT, device=device)
+    if device.type == "cuda":
+        student = student.to(memory_format=torch.channels_last)
+    for precision, dtype in (("fp32", None), ("fp16", torch.float16)):
+        if dtype is torch.float16 and device.type != "cuda":
+            continue
+        for b in batches:
+            rgb = torch.rand(b, 3, *frame, device=device)
+            depth = torch.rand(b, 1, *frame, device=device)
+
+            def call(rgb: torch.Tensor = rgb, depth: torch.Tensor = depth, dtype: torch.dtype | None = dtype) -> None:
+                with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    student.score(rgb, depth)
+
+            out["student"][f"{precision}_b{b}_fps"] = round(b / _timed(call, device, rounds, min_time), 1)
+            del rgb, depth
+    teacher = create_model("dgiqa", crops=10, device=device)
+    image, depth_i = torch.rand(1, 3, 384, 512, device=device), torch.rand(1, 1, 384, 512, device=device)
+    with torch.inference_mode():
+        out["teacher_s_per_image"] = round(_timed(lambda: teacher.score(image, depth_i), device, rounds, min_time), 4)
+    del teacher
+    from stream_iqa.depth.depth_anything import DepthAnythingSource
+
+    da = DepthAnythingSource(None, version="v2").to(device)
+    with torch.inference_mode():
+        out["depth_anything_ms"] = round(1000 * _timed(lambda: da(image), device, rounds, min_time), 2)
+    del da
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = build_clip(ClipSpec(scenes=["china"], scene_s=clip_s, size=(frame[1], frame[0]), fps=25,
+                                   spans=[Span("haze", 0.25 * clip_s, 0.75 * clip_s)]), Path(tmp) / "clip.mp4")
+        from stream_iqa.pipeline import Pipeline
+
+        settings = Settings.load(model={"device": str(device), "precision": "fp16" if device.type == "cuda" else "fp32"},
+                                 depth={"source": "prior"})
+        pipeline = Pipeline(settings)
+        pipeline.warm_up()
+        t0 = time.perf_counter()
+        report = pipeline.analyze(clip, clip_id="gpu-check", depth_state=pipeline.new_depth_state()).report
+        wall = time.perf_counter() - t0
+        out["replay_1080p"] = {"seconds": round(wall, 3), "frames": report.frames_analyzed,
+                               "frames_per_s": round(report.frames_analyzed / wall, 1),
+                               "x_real_time": round(report.duration_s / wall, 1)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batches", default="1,8,32,128")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--min-time", type=float, default=1.0)
+    ap.add_argument("--clip-seconds", type=float, default=20.0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("gpu_check: no CUDA device here; nothing measured (use --device cpu for a smoke run)", file=sys.stderr)
+        return 2
+    result = run(device, [int(b) for b in args.batches.split(",")], args.rounds, args.min_time, args.clip_seconds)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
