@@ -137,7 +137,7 @@ class Pipeline:
         for f, q, p, fr in zip(batch, quality, probs, fresh):
             rec = FrameRecord(frame_index=f.index, t=round(f.t, 4), quality=round(float(q), 2),
                               distortions=Distortions(**{k: round(float(v), 4) for k, v in zip(DISTORTIONS, p)}),
-                              depth_fresh=bool(fr))
+                              depth_fresh=bool(fr), latency_ms=round(1000.0 * max(0.0, t2 - f.decoded_at), 2))
             records.append(rec)
             if on_frame is not None:
                 on_frame(rec)

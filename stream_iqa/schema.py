@@ -134,7 +134,8 @@ class FrameRecord(_Contract):
     """One analysed frame (``--dump FILE.jsonl``; the CSV flattens ``distortions`` into columns).
 
     ``distortions`` are the model's raw probabilities, before temporal smoothing. Optional additions: ``depth_fresh``
-    (depth computed for this frame, not reused) and ``flags`` (per-type indicator at the model's flag thresholds).
+    (depth computed for this frame, not reused), ``flags`` (per-type indicator at the model's flag thresholds) and
+    ``latency_ms`` (decoder to score).
     """
 
     frame_index: int = Field(ge=0)
@@ -143,6 +144,8 @@ class FrameRecord(_Contract):
     distortions: Distortions
     depth_fresh: bool | None = None
     flags: dict[DistortionType, bool] | None = None
+    latency_ms: float | None = Field(None, ge=0.0, description="From the frame leaving the decoder to its score "
+                                     "(queueing, depth and the model, including any shared-batch wait).")
 
 
 class ErrorRecord(_Contract):

@@ -84,7 +84,7 @@ def test_frame_and_error_records_round_trip():
     frame = FrameRecord.model_validate(FRAME_EXAMPLE)
     out = json.loads(frame.model_dump_json())
     assert {k: out[k] for k in FRAME_EXAMPLE} == FRAME_EXAMPLE
-    assert set(out) - set(FRAME_EXAMPLE) == {"depth_fresh", "flags"}  # documented optional additions
+    assert set(out) - set(FRAME_EXAMPLE) == {"depth_fresh", "flags", "latency_ms"}  # documented optional additions
     assert FrameRecord.model_validate_json(frame.model_dump_json()) == frame
     with_extras = FrameRecord.model_validate({**FRAME_EXAMPLE, "depth_fresh": True, "flags": {"low_light": True}})
     assert FrameRecord.model_validate_json(with_extras.model_dump_json()) == with_extras

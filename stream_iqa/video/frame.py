@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -21,6 +22,8 @@ class SampledFrame:
     t: float
     rgb: np.ndarray  # uint8 HxWx3
     keyframe: bool
+    #: monotonic clock when the frame left the decoder: per-frame latency is measured from here to its score
+    decoded_at: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True, slots=True)
