@@ -75,13 +75,13 @@ def run(device: torch.device, batches: list[int], rounds: int, min_time: float, 
     image, depth_i = torch.rand(1, 3, 384, 512, device=device), torch.rand(1, 1, 384, 512, device=device)
     with torch.inference_mode():
         out["teacher_s_per_image"] = round(_timed(lambda: teacher.score(image, depth_i), device, rounds, min_time), 4)
-    del teacher
+    teacher = None  # free its memory before the next measurement
     from stream_iqa.depth.depth_anything import DepthAnythingSource
 
     da = DepthAnythingSource(None, version="v2").to(device)
     with torch.inference_mode():
         out["depth_anything_ms"] = round(1000 * _timed(lambda: da(image), device, rounds, min_time), 2)
-    del da
+    da = None
     with tempfile.TemporaryDirectory() as tmp:
         clip = build_clip(ClipSpec(scenes=["china"], scene_s=clip_s, size=(frame[1], frame[0]), fps=25,
                                    spans=[Span("haze", 0.25 * clip_s, 0.75 * clip_s)]), Path(tmp) / "clip.mp4")
