@@ -20,8 +20,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
+from stream_iqa.images import resize_tensor
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import IQAOutput
 from stream_iqa.scoring import Scorer
@@ -63,7 +63,7 @@ class SharedBatcher:
     def _fit(self, x: torch.Tensor) -> torch.Tensor:
         if self.input_size is None or tuple(x.shape[-2:]) == self.input_size:
             return x
-        return F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+        return resize_tensor(x, self.input_size)
 
     def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
         batch, frames = [first], first.rgb.shape[0]

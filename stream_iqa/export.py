@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-import torch.nn.functional as F
-
+from stream_iqa.images import resize_tensor
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput
 from stream_iqa.nn.lite import DGIQALite
 
@@ -144,8 +143,8 @@ class OnnxRuntimeModel:
         size = self.runner.input_size
         rgb, depth = rgb.float().cpu(), depth.float().cpu()
         if tuple(rgb.shape[-2:]) != size:
-            rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=True)
+            rgb = resize_tensor(rgb, size)
         if tuple(depth.shape[-2:]) != size:
-            depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False, antialias=True)
+            depth = resize_tensor(depth, size)
         quality, distortions = self.runner.score(rgb.numpy(), depth.numpy())
         return IQAOutput(quality=torch.from_numpy(quality), distortions=torch.from_numpy(distortions))

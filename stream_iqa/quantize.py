@@ -27,14 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 PRESETS = ("pointwise", "trunk", "all", "dynamic")
 DEFAULT_PRESET = "pointwise"
@@ -50,7 +48,7 @@ def real_frames(paths: list[Path], size: tuple[int, int] = (192, 192)) -> tuple[
     """RGB (N,3,H,W) and prior depth (N,1,H,W) in [0,1] at ``size``, as ``OnnxRuntimeModel.score`` feeds the graph:
     depth on the full-size photo, both resized with the antialiased bilinear filter."""
     from stream_iqa.depth.prior import PriorDepth
-    from stream_iqa.images import read_rgb, to_tensor
+    from stream_iqa.images import read_rgb, resize_tensor, to_tensor
 
     depth_source = PriorDepth()
     rgbs, depths = [], []
@@ -58,8 +56,8 @@ def real_frames(paths: list[Path], size: tuple[int, int] = (192, 192)) -> tuple[
         for path in paths:
             rgb = to_tensor(read_rgb(path))
             depth = depth_source(rgb)
-            rgbs.append(F.interpolate(rgb, size=size, mode="bilinear", antialias=True, align_corners=False))
-            depths.append(F.interpolate(depth.float(), size=size, mode="bilinear", antialias=True, align_corners=False))
+            rgbs.append(resize_tensor(rgb, size))
+            depths.append(resize_tensor(depth.float(), size))
     return torch.cat(rgbs).numpy().astype(np.float32), torch.cat(depths).numpy().astype(np.float32)
 
 
@@ -114,19 +112,13 @@ def _set_metadata(path: Path, meta: dict[str, str]) -> None:
     onnx.save(proto, str(path))
 
 
-def _first_conv(path: Path) -> list[str]:
+def _excluded_convs(path: Path, depthwise: bool) -> list[str]:
+    """Convolutions kept in float: the first (it sees raw pixels) and, if asked, the depthwise ones."""
     import onnx
 
-    proto = onnx.load(str(path))
-    return [n.name for n in proto.graph.node if n.op_type == "Conv"][:1]
-
-
-def _depthwise_convs(path: Path) -> list[str]:
-    import onnx
-
-    proto = onnx.load(str(path))
-    return [n.name for n in proto.graph.node if n.op_type == "Conv"
-            and next((a.i for a in n.attribute if a.name == "group"), 1) > 1]
+    convs = [n for n in onnx.load(str(path)).graph.node if n.op_type == "Conv"]
+    return [n.name for i, n in enumerate(convs)
+            if i == 0 or (depthwise and next((a.i for a in n.attribute if a.name == "group"), 1) > 1)]
 
 
 def quantize_onnx(fp32: Path, out: Path, rgb: np.ndarray | None = None, depth: np.ndarray | None = None,
@@ -164,9 +156,7 @@ def quantize_onnx(fp32: Path, out: Path, rgb: np.ndarray | None = None, depth: n
             if rgb is None or depth is None or not len(rgb):
                 raise ValueError("static quantisation needs calibration frames")
             ops = ["Conv", "MatMul", "Gemm"] if preset == "all" else ["Conv"]
-            exclude = [] if preset == "all" else _first_conv(pre)
-            if preset == "pointwise":
-                exclude += _depthwise_convs(pre)
+            exclude = [] if preset == "all" else _excluded_convs(pre, depthwise=preset == "pointwise")
             quantize_static(
                 str(pre), str(out), FrameReader(rgb, depth), quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
@@ -194,23 +184,6 @@ def quantize_from_data(fp32: Path, out: Path, data_root: Path, frames: int = 64,
 # --------------------------------------------------------------------------------------------------------- benchmark
 
 
-def _throughput(fns: dict[str, Any], rgb: np.ndarray, depth: np.ndarray, batch: int, rounds: int = 3,
-                seconds: float = 2.0) -> dict[str, float]:
-    """Frames/s of each callable at ``batch``: interleaved rounds, best of ``rounds``."""
-    r, d = rgb[:batch], depth[:batch]
-    best = {k: 0.0 for k in fns}
-    for fn in fns.values():  # warm-up
-        fn(r, d)
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            n, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                fn(r, d)
-                n += 1
-            best[name] = max(best[name], n * batch / (time.perf_counter() - t0))
-    return best
-
-
 def _run_batched(fn: Any, rgb: np.ndarray, depth: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
     qs, ps = [], []
     for i in range(0, len(rgb), batch):
@@ -227,6 +200,7 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     from stream_iqa.data.mos import load_mos_dataset, natural_split, split_items
     from stream_iqa.depth.prior import PriorDepth
     from stream_iqa.export import OnnxRuntimeScorer, OnnxScorer, export_onnx
+    from stream_iqa.bench.model_speed import best_rate
     from stream_iqa.metrics import auroc, correlation_report
     from stream_iqa.nn import create_model
     from stream_iqa.nn.api import DISTORTIONS
@@ -299,7 +273,8 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     speed_rgb = np.concatenate([clive_rgb[:8]])
     speed_depth = np.concatenate([clive_depth[:8]])
     for b in (8, 1):
-        fps = _throughput(fns, speed_rgb, speed_depth, b)
+        r, d = speed_rgb[:b], speed_depth[:b]
+        fps = best_rate({k: (lambda fn=fn: fn(r, d), b) for k, fn in fns.items()}, rounds=3, min_time=2.0)
         for name, v in fps.items():
             results["models"][name][f"fps_b{b}"] = round(v, 1)
     return results

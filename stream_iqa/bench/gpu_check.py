@@ -26,29 +26,15 @@ from pathlib import Path
 import torch
 
 from stream_iqa.bench.clips import ClipSpec, Span, build_clip
+from stream_iqa.bench.model_speed import best_rate
 from stream_iqa.nn import create_model
 from stream_iqa.settings import DEFAULT_CHECKPOINT, Settings
 
 
 def _timed(fn: Callable[[], object], device: torch.device, rounds: int, min_time: float) -> float:
-    """Best seconds per call over ``rounds`` rounds of at least ``min_time`` each (after one warm-up call)."""
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    fn()
-    sync()
-    best = float("inf")
-    for _ in range(rounds):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            sync()
-            if time.perf_counter() - t0 >= min_time:
-                break
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
+    """Best seconds per call (``best_rate`` with the device synchronised after each call)."""
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    return 1.0 / best_rate({"fn": (fn, 1)}, rounds, min_time, sync=sync)["fn"]
 
 
 def run(device: torch.device, batches: list[int], rounds: int, min_time: float, clip_s: float,

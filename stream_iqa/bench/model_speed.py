@@ -20,16 +20,22 @@ from stream_iqa.depth.prior import PriorDepth
 from stream_iqa.nn.registry import create_model
 
 
-def best_rate(fns: dict[str, tuple[Callable[[], None], int]], rounds: int, min_time: float) -> dict[str, float]:
-    """Items per second for each ``name → (fn, items per call)``, best of interleaved rounds."""
+def best_rate(fns: dict[str, tuple[Callable[[], object], int]], rounds: int, min_time: float,
+              sync: Callable[[], None] | None = None) -> dict[str, float]:
+    """Items per second for each ``name → (fn, items per call)``, best of interleaved rounds. ``sync`` waits for
+    queued device work after each call (``torch.cuda.synchronize`` on GPU), so the clock sees the work done."""
     best = {k: 0.0 for k in fns}
     for fn, _ in fns.values():
         fn()  # warm-up: allocator, oneDNN kernel selection
+        if sync:
+            sync()
     for _ in range(rounds):
         for name, (fn, items) in fns.items():
             t0, n = time.perf_counter(), 0
             while True:
                 fn()
+                if sync:
+                    sync()
                 n += items
                 dt = time.perf_counter() - t0
                 if dt >= min_time:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stream_iqa import __version__
+from stream_iqa.images import resize_tensor
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
 from stream_iqa.nn.checkpoint import CheckpointError, load_checkpoint
 from stream_iqa.nn.efficientnet_lite import load_imagenet_weights, supported_trunks
@@ -215,9 +216,9 @@ class DGIQALite(ScoringModel):
         """RGB (N,3,H,W) in [0,1] and depth (N,1,h,w) in [0,1], any size → the network's inputs."""
         size = self.config.input_size
         if tuple(rgb.shape[-2:]) != tuple(size):
-            rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=True)
+            rgb = resize_tensor(rgb, size)
         if tuple(depth.shape[-2:]) != tuple(size):
-            depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False, antialias=True)
+            depth = resize_tensor(depth, size)
         return (rgb - self.mean) / self.std, depth
 
     def calibrate(self, raw: torch.Tensor) -> torch.Tensor:
