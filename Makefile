@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo train-default clean
+.PHONY: install test demo train-default export-default clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ demo: $(STAMP)
 # The command that produced the shipped models/dgiqa-lite checkpoint (see models/README.md).
 train-default: $(STAMP)
 	$(VENV)/bin/stream-iqa train --recipe configs/train-default.yaml --final --out models/dgiqa-lite/model.safetensors
+
+# The shipped model's ONNX graph, which `model.backend: auto` runs on CPU; re-run after every retrain (a stale graph is
+# refused by its weights hash).
+export-default: $(STAMP)
+	$(VENV)/bin/stream-iqa export --onnx models/dgiqa-lite/model.onnx
 
 clean:
 	rm -rf $(VENV) .pytest_cache

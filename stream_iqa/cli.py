@@ -217,7 +217,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from stream_iqa.export import export_onnx
     from stream_iqa.scoring import load_scorer
 
-    settings = _settings(args, device="cpu", checkpoint=args.checkpoint, name=args.model)
+    # the PyTorch model is what gets exported, whatever backend the settings would serve with
+    settings = _settings(args, device="cpu", checkpoint=args.checkpoint, name=args.model, backend="torch")
     model = load_scorer(settings).model
     if getattr(model, "model_name", "") != "dgiqa-lite":
         print(f"stream-iqa export: only dgiqa-lite exports to ONNX (got {model.model_name})", file=sys.stderr)

@@ -24,7 +24,7 @@ import torch
 from stream_iqa.images import resize_tensor
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import IQAOutput
-from stream_iqa.scoring import Scorer
+from stream_iqa.scoring import Scorer, model_input_size
 
 log = get_logger(__name__)
 
@@ -43,8 +43,7 @@ class SharedBatcher:
         self.scorer = scorer
         self.batch_size = batch_size
         self.max_wait_s = max_wait_ms / 1000.0
-        size = getattr(getattr(scorer.model, "config", None), "input_size", None)
-        self.input_size: tuple[int, int] | None = tuple(size) if size else None  # type: ignore[assignment]
+        self.input_size = model_input_size(scorer.model)
         self.calls = 0  # model calls made
         self.requests = 0  # requests served (calls < requests when batches were shared)
         self._queue: queue.Queue[_Request | None] = queue.Queue()

@@ -84,27 +84,52 @@ def export_onnx(model: DGIQALite, path: Path, opset: int = 18) -> dict[str, Any]
     meta = {"model": getattr(model, "model_name", "dgiqa-lite"), "version": str(getattr(model, "version", "")),
             "input_size": json.dumps([h, w]), "distortions": json.dumps(list(DISTORTIONS)),
             "flag_thresholds": json.dumps(getattr(model, "flag_thresholds", {})),
+            # which weights this graph was made from: `model.backend: auto` uses a graph only for its own checkpoint
+            "tensors_sha256": str(getattr(model, "meta", {}).get("tensors_sha256", "")),
             "inputs": "rgb (N,3,H,W) and depth (N,1,H,W) in [0,1], resized (bilinear, antialiased) to input_size"}
     proto = onnx.load(str(path))
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    onnx.save(proto, str(path))  # weights inline: one self-contained file (the student is far below protobuf's 2 GB)
+    sidecar = path.with_name(path.name + ".data")  # the exporter's external-data file, now folded into the graph
+    if sidecar.exists():
+        sidecar.unlink()
     return meta
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The ``metadata_props`` of an exported graph, read without building a session (for backend selection)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
 
 
 class OnnxRuntimeScorer:
     """The exported graph under ONNX Runtime (CPU by default), with ``score(rgb, depth)`` like the PyTorch model."""
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0) -> None:
+        self.path = path
+        self.providers = providers or ["CPUExecutionProvider"]
+        self.threads = threads
+        self.session = self._session(threads)
+        self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.input_size = tuple(json.loads(self.meta["input_size"]))
+
+    def _session(self, threads: int) -> Any:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
-        self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.input_size = tuple(json.loads(self.meta["input_size"]))
+        return ort.InferenceSession(str(self.path), opts, providers=self.providers)
+
+    def set_threads(self, threads: int) -> None:
+        """ONNX Runtime fixes its thread pool when the session is made, so a new thread count means a new session
+        (the service splits the cores between concurrent clips after loading the model)."""
+        if threads != self.threads:
+            self.session, self.threads = self._session(threads), threads
 
     def score(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         quality, distortions = self.session.run(None, {"rgb": rgb.astype(np.float32), "depth": depth.astype(np.float32)})
@@ -123,12 +148,13 @@ class OnnxRuntimeModel:
         self.version = meta.get("version", "")
         self.flag_thresholds: dict[str, float] = json.loads(meta.get("flag_thresholds", "{}"))
         self.config = SimpleNamespace(input_size=self.runner.input_size)  # read by SharedBatcher
-        self.meta: dict[str, Any] = {"backend": "onnxruntime", "onnx": str(path)}
+        self.meta: dict[str, Any] = {"backend": "onnxruntime", "onnx": str(path),
+                                     "tensors_sha256": meta.get("tensors_sha256", "")}
         self.device = torch.device("cpu")
 
     @classmethod
-    def from_settings(cls, model_settings: Any, device: torch.device) -> OnnxRuntimeModel:
-        path = model_settings.onnx
+    def from_settings(cls, model_settings: Any, device: torch.device, path: Path | None = None) -> OnnxRuntimeModel:
+        path = path or model_settings.onnx
         if path is None or not Path(path).is_file():
             raise FileNotFoundError(
                 f"model.backend is 'onnxruntime' but the ONNX file {path} does not exist: set STREAM_IQA_MODEL__ONNX "
@@ -138,6 +164,9 @@ class OnnxRuntimeModel:
             raise ValueError(f"the onnxruntime backend runs an exported dgiqa-lite, not {model_settings.name!r}")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else None
         return cls(Path(path), providers=providers, threads=model_settings.threads)
+
+    def set_threads(self, threads: int) -> None:
+        self.runner.set_threads(threads)
 
     def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:
         size = self.runner.input_size

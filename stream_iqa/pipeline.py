@@ -65,7 +65,7 @@ class Pipeline:
         side = self.settings.engine.analysis_short_side
         rgb = torch.zeros(self.settings.engine.batch_size, 3, side, side * 16 // 9, device=self.scorer.device)
         with self.scorer.autocast():
-            self.scorer.model.score(rgb, self.scorer.depth(rgb))
+            self.scorer.model.score(rgb, self.scorer.depth(rgb, self.scorer.depth_size(rgb)))
 
     def new_depth_state(self) -> DepthState:
         """Per-stream depth reuse: one per stream (the service keeps one per stream_id), reset on a new stream."""
@@ -122,10 +122,11 @@ class Pipeline:
         rgb = host.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         t0 = time.perf_counter()
         with self.scorer.autocast():
+            size = self.scorer.depth_size(rgb)
             if depth_state is not None:
-                depth, fresh = depth_state.depth_for(rgb, size=tuple(rgb.shape[-2:]))
+                depth, fresh = depth_state.depth_for(rgb, size=size)
             else:
-                depth, fresh = self.scorer.depth(rgb), [True] * len(batch)
+                depth, fresh = self.scorer.depth(rgb, size), [True] * len(batch)
             t1 = time.perf_counter()
             out = self.batcher.score(rgb, depth) if self.batcher else self.scorer.model.score(rgb, depth)
         quality = out.quality.float().cpu().numpy()

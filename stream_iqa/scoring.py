@@ -42,16 +42,67 @@ class Scorer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
 
+    def depth_size(self, rgb: torch.Tensor) -> tuple[int, int]:
+        """Size at which depth is computed for frames ``rgb`` (N,3,H,W): the model's input size if it has one."""
+        return model_input_size(self.model) or (int(rgb.shape[-2]), int(rgb.shape[-1]))
+
     @torch.inference_mode()
     def score_rgb(self, rgb: torch.Tensor) -> dict[str, Any]:
         """One (1,3,H,W) [0,1] image → {'quality', 'distortions'} as plain floats."""
         rgb = rgb.to(self.device)
         with self.autocast():
-            out = self.model.score(rgb, self.depth(rgb))
+            out = self.model.score(rgb, self.depth(rgb, self.depth_size(rgb)))
         result: dict[str, Any] = {"quality": round(float(out.quality[0]), 2)}
         if out.distortions is not None:
             result["distortions"] = {k: round(float(v), 4) for k, v in zip(DISTORTIONS, out.distortions[0].tolist())}
         return result
+
+
+def model_input_size(model: Any) -> tuple[int, int] | None:
+    """The fixed (H, W) a model resizes every frame to (the student, its exported graph), or None for models that
+    read frames at their own resolution (the teacher's crops).
+
+    Depth for such a model is computed straight at this size: training did exactly that
+    (``build_synthetic``: ``depth_source(image, size=input_size)``), and a map at frame resolution would only be
+    warped at full size and then shrunk again by ``preprocess``."""
+    size = getattr(getattr(model, "config", None), "input_size", None)
+    return (int(size[0]), int(size[1])) if size else None
+
+
+def resolve_onnx_backend(settings: Settings, device: torch.device) -> Path | None:
+    """The ONNX graph to run, or None for PyTorch. ``backend: onnxruntime`` insists (a missing file is an error naming
+    the setting, raised by the loader); ``auto`` takes the graph only where it is the same model and faster: CPU, fp32,
+    the student, and a graph whose recorded weights hash is the checkpoint's (a stale export would silently score
+    with other weights)."""
+    cfg = settings.model
+    if cfg.backend == "onnxruntime":
+        return cfg.onnx if cfg.onnx is not None else _beside(cfg.checkpoint)
+    if cfg.backend != "auto" or device.type != "cpu" or cfg.precision != "fp32" or cfg.name != "dgiqa-lite":
+        return None
+    path = cfg.onnx if cfg.onnx is not None else _beside(cfg.checkpoint)
+    if path is None or not path.is_file() or cfg.checkpoint is None or not cfg.checkpoint.is_file():
+        return None
+    try:
+        import onnxruntime  # noqa: F401
+
+        from stream_iqa.export import onnx_metadata
+        from stream_iqa.nn.checkpoint import read_meta
+
+        graph_hash = onnx_metadata(path).get("tensors_sha256")
+        weights_hash = read_meta(cfg.checkpoint).get("tensors_sha256")
+    except Exception as exc:  # noqa: BLE001 - auto falls back to the always-available PyTorch path
+        log.warning("ONNX graph unusable, using PyTorch", onnx=str(path), error=str(exc))
+        return None
+    if not graph_hash or graph_hash != weights_hash:
+        log.warning("ONNX graph was exported from other weights than the checkpoint; using PyTorch (re-export with "
+                    "`stream-iqa export --onnx PATH`)", onnx=str(path), checkpoint=str(cfg.checkpoint),
+                    setting="STREAM_IQA_MODEL__ONNX")
+        return None
+    return path
+
+
+def _beside(checkpoint: Path | None) -> Path | None:
+    return checkpoint.with_suffix(".onnx") if checkpoint is not None else None
 
 
 def load_scorer(settings: Settings) -> Scorer:
@@ -67,10 +118,11 @@ def load_scorer(settings: Settings) -> Scorer:
             f"model 'dgiqa' needs the official DGIQA .pth, but STREAM_IQA_MODEL__CHECKPOINT is {checkpoint} "
             "(the default student checkpoint)"
         )
-    if settings.model.backend == "onnxruntime":
+    onnx_path = resolve_onnx_backend(settings, device)
+    if onnx_path is not None:
         from stream_iqa.export import OnnxRuntimeModel
 
-        model = OnnxRuntimeModel.from_settings(settings.model, device)
+        model = OnnxRuntimeModel.from_settings(settings.model, device, onnx_path)
     else:
         model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
     if device.type == "cuda" and isinstance(model, torch.nn.Module):

@@ -33,11 +33,14 @@ class ModelSettings(BaseModel):
     device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'.")
     precision: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="Autocast precision on CUDA.")
     threads: int = Field(0, ge=0, description="torch intra-op threads on CPU; 0 keeps torch's default.")
-    backend: Literal["torch", "onnxruntime"] = Field(
-        "torch", description="'onnxruntime' runs the student exported by `stream-iqa export --onnx` (model.onnx): "
-        "same scores, several times faster on CPU (BENCHMARKS.md)."
+    backend: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="'onnxruntime' runs the student exported by `stream-iqa export --onnx` (model.onnx): "
+        "same scores, about 2x the frames/s of PyTorch on CPU (BENCHMARKS.md). 'auto' picks ONNX Runtime on CPU at "
+        "fp32 when an export of this very checkpoint is at model.onnx or beside the checkpoint (same name, .onnx; the "
+        "shipped model has one) and PyTorch otherwise (CUDA, bf16, the teacher, a stale or missing export)."
     )
-    onnx: Path | None = Field(None, description="The exported .onnx file used when backend is 'onnxruntime'.")
+    onnx: Path | None = Field(None, description="The exported .onnx file for the onnxruntime backend; unset, 'auto' "
+                              "looks for the checkpoint's name with .onnx.")
     teacher_crops: int = Field(10, ge=1, description="Random 224² crops for the teacher's official inference.")
     teacher_seed: int = Field(0, description="Seed of the teacher's crop positions (the official code is seeded).")
 

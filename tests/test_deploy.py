@@ -230,11 +230,11 @@ def test_secrets_only_from_secret_refs() -> None:
 def test_image_env_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     env = runtime_env()
     assert {"STREAM_IQA_MODEL__CHECKPOINT", "STREAM_IQA_CONFIG"} <= set(env)
-    # the checkpoint is where the model is copied, with its metadata beside it
+    # the checkpoint is where the model is copied, with its metadata and its ONNX export (backend auto) beside it
     copies = [shlex.split(a) for a in dockerfile_args("COPY") if "model.safetensors" in a]
     assert len(copies) == 1
     *srcs, dest = copies[0]
-    assert dest.endswith("/") and {Path(s).name for s in srcs} == {"model.safetensors", "model.json"}
+    assert dest.endswith("/") and {Path(s).name for s in srcs} == {"model.safetensors", "model.json", "model.onnx"}
     for src in srcs:
         assert (REPO_ROOT / src).is_file(), src
     assert env["STREAM_IQA_MODEL__CHECKPOINT"] == dest + "model.safetensors"

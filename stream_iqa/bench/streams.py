@@ -34,6 +34,8 @@ def measure(paths: list[Path], n: int, shared: bool, settings: Settings) -> dict
     scorer = load_scorer(settings)
     cores = os.cpu_count() or 1
     torch.set_num_threads(max(1, cores // n))
+    if hasattr(scorer.model, "set_threads"):  # ONNX Runtime's pool is per session
+        scorer.model.set_threads(max(1, cores // n))
     batcher = SharedBatcher(scorer, settings.engine.shared_batch_size, settings.engine.max_wait_ms) if shared else None
     pipeline = Pipeline(settings, scorer=scorer, batcher=batcher)
     pipeline.warm_up()

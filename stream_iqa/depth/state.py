@@ -70,7 +70,14 @@ def signatures(frames_rgb: torch.Tensor) -> list[FrameSignature]:
     that would otherwise jitter both the histogram and the phase correlation.
     """
     size = (int(frames_rgb.shape[-2]), int(frames_rgb.shape[-1]))
-    small = F.adaptive_avg_pool2d(frames_rgb.float(), thumbnail_size(size))
+    thumb = thumbnail_size(size)
+    x = frames_rgb.float()
+    # An integer box average first, to within 2x of the thumbnail: adaptive pooling with a non-integer ratio costs
+    # several times more per input pixel, and the two together are the same area average up to edge weighting.
+    factor = min(size[0] // (2 * thumb[0]), size[1] // (2 * thumb[1]))
+    if factor > 1:
+        x = F.avg_pool2d(x, factor)
+    small = F.adaptive_avg_pool2d(x, thumb)
     grey = (0.299 * small[:, 0] + 0.587 * small[:, 1] + 0.114 * small[:, 2]).clamp(0.0, 1.0)
     grey_np = grey.cpu().numpy().astype(np.float32, copy=False)
     out = []
@@ -125,8 +132,11 @@ def warp_depth(depth: torch.Tensor, shift: tuple[float, float], thumb_size: tupl
     # Output pixel x samples input x − d; with align_corners=False a shift of d pixels is 2d/size in grid units.
     tx = -2.0 * (dx * w / thumb_size[1]) / w
     ty = -2.0 * (dy * h / thumb_size[0]) / h
-    theta = torch.tensor([[1.0, 0.0, tx], [0.0, 1.0, ty]], dtype=depth.dtype, device=depth.device)
-    grid = F.affine_grid(theta.expand(n, 2, 3), [n, 1, h, w], align_corners=False)
+    # The sampling grid of a pure translation is separable: built from two 1-D ramps it costs O(h + w) to fill,
+    # where ``F.affine_grid`` pays a (h·w)×3 by 3×2 product for the same result.
+    gx = (torch.arange(w, dtype=depth.dtype, device=depth.device) * 2.0 + 1.0) / w - 1.0 + tx
+    gy = (torch.arange(h, dtype=depth.dtype, device=depth.device) * 2.0 + 1.0) / h - 1.0 + ty
+    grid = torch.stack((gx.expand(h, w), gy.unsqueeze(1).expand(h, w)), dim=-1).expand(n, h, w, 2)
     return F.grid_sample(depth, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

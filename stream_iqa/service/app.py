@@ -89,7 +89,7 @@ class Service:
         self._batcher = (SharedBatcher(scorer, eng.shared_batch_size, eng.max_wait_ms)
                          if shared and settings.service.max_in_flight > 1 else None)
         self.pipeline = Pipeline(settings, scorer=scorer, batcher=self._batcher)
-        _split_cpu_threads(scorer.device, settings)
+        _split_cpu_threads(scorer.device, settings, scorer.model)
         self.on_report, self.on_error = on_report, on_error
         self.metrics = ServiceMetrics()
         self._stop = threading.Event()  # stop taking work, drain
@@ -470,7 +470,7 @@ class Service:
         log.info("partitions assigned", partitions=[f"{tp.topic}/{tp.partition}" for tp in assigned])
 
 
-def _split_cpu_threads(device: torch.device, settings: Settings) -> None:
+def _split_cpu_threads(device: torch.device, settings: Settings, model: Any = None) -> None:
     """On CPU, clips analysed at once must share the cores rather than each take all of them: concurrent torch calls
     from several threads each start a full OpenMP team, and oversubscribed teams spin against each other (measured
     here: a 10x slowdown with two 2-thread jobs on 2 cores). ``model.threads`` set explicitly is left alone."""
@@ -481,6 +481,8 @@ def _split_cpu_threads(device: torch.device, settings: Settings) -> None:
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
         log.info("torch threads split between concurrent clips", threads_per_clip=threads, max_in_flight=n)
+    if model is not None and hasattr(model, "set_threads"):  # ONNX Runtime: its own pool, fixed per session
+        model.set_threads(threads)
 
 
 def _json(body: dict[str, Any]) -> bytes:
