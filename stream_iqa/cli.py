@@ -7,6 +7,7 @@ read or decoded (one clear line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
+import shlex
 import contextlib
 import json
 import sys
@@ -249,6 +250,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from stream_iqa.bench.suite import run
+
+    return run(args, "stream-iqa " + shlex.join(args.argv))
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from stream_iqa.nn.registry import list_models
 
@@ -349,6 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="which layers --int8 quantises (see stream_iqa/quantize.py)")
     sp.set_defaults(func=cmd_export)
 
+    sp = sub.add_parser("bench", help="every stage measured side by side in one run (tables for BENCHMARKS.md)")
+    from stream_iqa.bench.suite import add_arguments
+
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_bench)
+
     sp = sub.add_parser("models", help="list registered models")
     sp.set_defaults(func=cmd_models)
     return p
@@ -356,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the exact command, for benchmark records
     try:
         return int(args.func(args))
     except (FileNotFoundError, ValueError) as exc:
