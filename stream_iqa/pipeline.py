@@ -62,10 +62,17 @@ class Pipeline:
     def warm_up(self) -> None:
         """One throw-away batch at the engine's batch size, so the first real clip does not pay for first-call
         allocations and kernel selection (a service calls this before it reports ready)."""
-        side = self.settings.engine.analysis_short_side
-        rgb = torch.zeros(self.settings.engine.batch_size, 3, side, side * 16 // 9, device=self.scorer.device)
-        with self.scorer.autocast():
-            self.scorer.model.score(rgb, self.scorer.depth(rgb, self.scorer.depth_size(rgb)))
+        cfg = self.settings.engine
+        side = cfg.analysis_short_side
+        sizes = [cfg.batch_size]
+        buckets = getattr(self.scorer.model, "compile_buckets", None)
+        if buckets:  # a compiled network: capture every batch size it will meet now, not on the first clips
+            most = max(cfg.batch_size, cfg.shared_batch_size if self.batcher is not None else 0)
+            sizes = sorted({b for b in buckets if b <= most} | {most})
+        for n in sizes:
+            rgb = torch.zeros(n, 3, side, side * 16 // 9, device=self.scorer.device)
+            with self.scorer.autocast():
+                self.scorer.model.score(rgb, self.scorer.depth(rgb, self.scorer.depth_size(rgb)))
 
     def new_depth_state(self) -> DepthState:
         """Per-stream depth reuse: one per stream (the service keeps one per stream_id), reset on a new stream."""

@@ -41,6 +41,11 @@ class ModelSettings(BaseModel):
     )
     onnx: Path | None = Field(None, description="The exported .onnx file for the onnxruntime backend; unset, 'auto' "
                               "looks for the checkpoint's name with .onnx.")
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = Field(
+        "off", description="torch.compile the student's network (PyTorch backend), batches padded to powers of two so "
+        "each size compiles once, at warm-up. 'reduce-overhead' adds CUDA graphs. For GPU workers; compiling takes "
+        "minutes on a small CPU and the ONNX Runtime backend is the CPU path."
+    )
     teacher_crops: int = Field(10, ge=1, description="Random 224² crops for the teacher's official inference.")
     teacher_seed: int = Field(0, description="Seed of the teacher's crop positions (the official code is seeded).")
 
