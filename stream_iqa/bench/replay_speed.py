@@ -19,11 +19,14 @@ from pathlib import Path
 import av
 
 
-def decode_floor(path: Path, keyframes_only: bool = False) -> float:
+def decode_floor(path: Path, keyframes_only: bool = False, threads: int = 0) -> float:
+    """Wall seconds to decode every frame (or only key frames) and convert none; ``threads`` 0 = FFmpeg's choice."""
     t0 = time.perf_counter()
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         s.thread_type = "AUTO"
+        if threads:
+            s.codec_context.thread_count = threads
         if keyframes_only:
             s.codec_context.skip_frame = "NONKEY"
         for _ in c.decode(s):

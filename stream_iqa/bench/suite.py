@@ -127,6 +127,7 @@ def section_decode(cfg: BenchConfig) -> Section:
     runs: dict[str, Callable[[], float]] = {
         "decode floor (every frame)": lambda: decode_floor(path),
         "decode floor (key frames)": lambda: decode_floor(path, keyframes_only=True),
+        "decode, every frame, 1 decoder thread (vs FFmpeg's frame threading)": lambda: decode_floor(path, threads=1),
     }
     for name, pipe in pipes.items():
         runs[name] = _replay_seconds(pipe, path)
