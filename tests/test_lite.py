@@ -92,3 +92,47 @@ def test_any_timm_trunk_can_be_configured():
     model = DGIQALite(cfg, pretrained_trunk=False).eval()
     out = model.score(torch.rand(2, 3, 120, 160), torch.rand(2, 1, 120, 160))
     assert out.quality.shape == (2,) and out.distortions.shape == (2, 3)
+
+
+def test_local_flag_branch_is_off_by_default_and_old_layouts_still_load(student_checkpoint):
+    model, meta = lite_from_checkpoint(student_checkpoint)  # saved from a default config
+    assert model.config.local_flags == () and model.local_flags is None
+    assert not any(k.startswith("local_flags.") for k in model.state_dict())
+    # an arch dict written before the field existed (as the shipped model.json before the branch) means no branch
+    arch = {k: v for k, v in meta["arch"].items() if not k.startswith("local_")}
+    assert LiteConfig.from_dict(arch).local_flags == ()
+
+
+def test_local_flag_branch_starts_neutral_and_feeds_only_its_flags():
+    torch.manual_seed(0)
+    base = DGIQALite(LiteConfig(input_size=(96, 96)), pretrained_trunk=False).eval()
+    local = DGIQALite(LiteConfig(input_size=(96, 96), local_flags=("flare",)), pretrained_trunk=False).eval()
+    missing, unexpected = local.load_state_dict(base.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("local_flags.") for k in missing)
+    x, d = torch.randn(2, 3, 96, 96), torch.rand(2, 1, 96, 96)
+    with torch.no_grad():
+        q0, f0 = base(x, d)
+        q1, f1 = local(x, d)  # the branch's last conv starts at zero
+        assert torch.equal(q0, q1) and torch.allclose(f0, f1)
+        local.local_flags.out.bias.fill_(1.5)  # a uniform map pools to itself (log-mean-exp, not log-sum-exp)
+        _, f2 = local(x, d)
+    assert torch.allclose(f2[:, 2], f0[:, 2] + 1.5, atol=1e-5) and torch.allclose(f2[:, :2], f0[:, :2])
+    with pytest.raises(ValueError, match="not flags"):
+        DGIQALite(LiteConfig(input_size=(96, 96), local_flags=("fog",)), pretrained_trunk=False)
+
+
+def test_local_flag_pooling_lets_one_cell_raise_the_flag():
+    from stream_iqa.nn.lite import LocalFlagHead
+
+    head = LocalFlagHead(8, 4, 1, sharpness=4.0)
+    maps = torch.zeros(1, 1, 6, 6)
+    maps[..., 2, 3] = 5.0
+    head.mix = torch.nn.Identity()
+    head.out = torch.nn.Conv2d(8, 1, 1, bias=False)
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.weight[0, 4] = 1.0  # the logit map is the first stride-16 channel
+    fine, mid = torch.zeros(1, 4, 12, 12), torch.cat([maps, torch.zeros(1, 3, 6, 6)], dim=1)
+    with torch.no_grad():
+        pooled = head(fine, mid)
+    assert 0.5 < float(pooled) < 5.0  # far above the mean (5/36), below the max

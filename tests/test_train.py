@@ -103,3 +103,15 @@ def test_flag_thresholds_come_from_dev_negatives(tiny_set):
     floored = fit_flag_thresholds(model, dev, fpr=0.0, floor=0.99)
     assert all(v >= 0.99 for v in floored.values())
     assert fit_flag_thresholds(model, None, 0.01, 0.5) == {"low_light": 0.5, "haze": 0.5, "flare": 0.5}
+
+
+def test_the_local_flag_branch_gets_its_own_loss(tiny_set):
+    torch.manual_seed(0)
+    model = DGIQALite(LiteConfig(input_size=SIZE, local_flags=("flare",)), pretrained_trunk=False).train()
+    idx = BatchSampler(tiny_set, TrainConfig(batch_size=8, group_size=4), np.random.default_rng(0))()
+    _, parts = compute_loss(model, tiny_set, idx, TrainConfig(w_local_flags=0.0), np.random.default_rng(1))
+    assert "local_flags" not in parts
+    loss, parts = compute_loss(model, tiny_set, idx, TrainConfig(w_local_flags=1.0), np.random.default_rng(1))
+    assert parts["local_flags"] == pytest.approx(np.log(2), abs=1e-4)  # the branch starts neutral (logit 0)
+    loss.backward()
+    assert model.local_flags.out.weight.grad.abs().sum() > 0

@@ -16,6 +16,7 @@ It keeps DGIQA's ideas and drops its cost (see docs/MODEL.md for the measured ta
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,12 @@ class LiteConfig:
     dilated_dim: int = 192
     gate_reduction: int = 4
     global_dim: int = 256  # 0 disables the trunk-statistics skip
+    # Flags that also get a local evidence branch: a per-location logit map from the trunk's stride-8 and stride-16
+    # maps (at stride 16), soft-max pooled over space (log-mean-exp) and added to the global logit. Empty: no branch,
+    # the layout of checkpoints saved before it existed.
+    local_flags: tuple[str, ...] = ()
+    local_dim: int = 48
+    local_sharpness: float = 4.0  # log-mean-exp temperature: 0 → mean pooling, ∞ → max pooling
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LiteConfig":
@@ -140,6 +147,42 @@ def _dw_separable(cin: int, cout: int, dilation: int) -> nn.Sequential:
     )
 
 
+class LocalFlagHead(nn.Module):
+    """Per-location flag logits from the trunk's stride-8 and stride-16 maps, soft-max pooled over space.
+
+    A flare is a local event (a bright source, its spikes and ghosts) that the global mean/max pool of the coarse
+    6×6 token grid can wash out; this branch scores every stride-16 cell on its own and pools with log-mean-exp, so
+    one cell with strong evidence can raise the flag. It reads the trunk's maps through its own projection, not the
+    TCBs the quality head shares, so that training it (the trainer's auxiliary loss) does not reshape the quality
+    path. The last conv starts at zero: the branch adds nothing until trained.
+    """
+
+    def __init__(self, cin: int, dim: int, n_out: int, sharpness: float) -> None:
+        super().__init__()
+        self.sharpness = float(sharpness)
+        self.mix = nn.Sequential(
+            nn.Conv2d(cin, dim, 1, bias=False),
+            nn.BatchNorm2d(dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(dim, dim, 3, padding=1, groups=dim, bias=False),
+            nn.Conv2d(dim, dim, 1, bias=False),
+            nn.BatchNorm2d(dim),
+            nn.ReLU(inplace=True),
+        )
+        self.out = nn.Conv2d(dim, n_out, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, fine: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([F.avg_pool2d(fine, 2), mid], dim=1)
+        logits = self.out(self.mix(x)).flatten(2)  # (N, K, cells)
+        r = self.sharpness
+        if r <= 0:
+            return logits.mean(dim=2)
+        # log-mean-exp / r: mean pooling at r→0, max pooling at r→∞; no constant offset for a uniform map
+        return (torch.logsumexp(r * logits, dim=2) - math.log(logits.shape[2])) / r
+
+
 class DGIQALite(ScoringModel):
     model_name = "dgiqa-lite"
 
@@ -181,6 +224,22 @@ class DGIQALite(ScoringModel):
         head_in = 2 * cfg.dilated_dim + cfg.global_dim
         self.head_quality = nn.Linear(head_in, 1)
         self.head_distortions = nn.Linear(head_in, len(DISTORTIONS))
+        unknown = set(cfg.local_flags) - set(DISTORTIONS)
+        if unknown:
+            raise ValueError(f"local_flags {sorted(unknown)} are not flags ({', '.join(DISTORTIONS)})")
+        if cfg.local_flags and len(chans) < 3:
+            raise ValueError("local_flags needs the trunk's stride-8 and stride-16 stages (at least three stages)")
+        self.local_index = [DISTORTIONS.index(k) for k in DISTORTIONS if k in cfg.local_flags]
+        self.local_flags = (
+            LocalFlagHead(chans[1] + chans[2], cfg.local_dim, len(self.local_index), cfg.local_sharpness)
+            if self.local_index
+            else None
+        )
+        place = torch.zeros(len(self.local_index), len(DISTORTIONS))
+        for row, col in enumerate(self.local_index):
+            place[row, col] = 1.0
+        self.register_buffer("local_place", place, persistent=False)
+        self.last_local_logits: torch.Tensor | None = None
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
         self.calibration: dict[str, Any] = {"kind": "identity"}
@@ -209,7 +268,16 @@ class DGIQALite(ScoringModel):
             stats = [torch.cat([f.mean(dim=(2, 3)), f.std(dim=(2, 3))], dim=1) for f in feats]
             pooled.append(self.global_stats(torch.cat(stats, dim=1)))
         pooled = torch.cat(pooled, dim=1)
-        return self.head_quality(pooled).squeeze(1), self.head_distortions(pooled)
+        flags = self.head_distortions(pooled)
+        if self.local_flags is not None:
+            local = self.local_flags(feats[1], feats[2])
+            if self.training:  # for the trainer's auxiliary loss on the branch alone (w_local_flags)
+                self.last_local_logits = local
+            if len(self.local_index) == flags.shape[1]:
+                flags = flags + local
+            else:  # onto their flags' columns through a constant 0/1 matrix (exports as a MatMul)
+                flags = flags + local @ self.local_place.to(local.dtype)
+        return self.head_quality(pooled).squeeze(1), flags
 
     # -- preprocessing the checkpoint knows ------------------------------------------------------------------
     def preprocess(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,6 +59,9 @@ class TrainConfig:
     w_weak: float = 0.3
     w_rank: float = 0.5
     w_flags: float = 1.0
+    # auxiliary BCE on the local flag branch's pooled logits alone (arch.local_flags), so that it learns to detect
+    # its flags by itself instead of leaving the work to the global head
+    w_local_flags: float = 0.0
     rank_temperature: float = 5.0  # MOS points
     clive_val_fraction: float = 0.2  # 0: train on every CLIVE photo (the final model)
     split_seed: int = 0
@@ -190,6 +193,12 @@ def compute_loss(model: DGIQALite, data: ArraySet, idx: np.ndarray, cfg: TrainCo
     known = flags >= 0
     if known.any():
         parts["flags"] = cfg.w_flags * F.binary_cross_entropy_with_logits(f_logits[known], flags[known])
+        local = getattr(model, "last_local_logits", None)
+        if cfg.w_local_flags and local is not None:
+            lf = flags[:, model.local_index]
+            lk = lf >= 0
+            if lk.any():
+                parts["local_flags"] = cfg.w_local_flags * F.binary_cross_entropy_with_logits(local[lk], lf[lk])
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
