@@ -52,7 +52,7 @@ def fold_batchnorm(model: nn.Module) -> int:
 def optimize_for_inference(model: nn.Module) -> nn.Module:
     """The PyTorch inference path of the student: BN folded, weights in channels_last, in place.
 
-    Measured together because neither pays alone on this CPU (BENCHMARKS.md, "CPU optimisations of the student"):
+    Measured together because neither pays much alone on this CPU (BENCHMARKS.md, `stream-iqa bench`, section 2):
     channels_last convolutions are fast, but an unfolded BatchNorm between them drops back to a slow NHWC path."""
     fold_batchnorm(model.eval())
     return model.to(memory_format=torch.channels_last)
