@@ -7,9 +7,9 @@ read or decoded (one clear line on stderr, no traceback).
 from __future__ import annotations
 
 import argparse
-import shlex
 import contextlib
 import json
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path

@@ -98,14 +98,6 @@ def export_onnx(model: DGIQALite, path: Path, opset: int = 18) -> dict[str, Any]
     return meta
 
 
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """The ``metadata_props`` of an exported graph, read without building a session (for backend selection)."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
-
-
 class OnnxRuntimeScorer:
     """The exported graph under ONNX Runtime (CPU by default), with ``score(rgb, depth)`` like the PyTorch model."""
 

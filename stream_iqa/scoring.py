@@ -7,6 +7,7 @@ the video pipeline cannot disagree about devices, checkpoints or depth.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,40 +72,37 @@ def model_input_size(model: Any) -> tuple[int, int] | None:
     return (int(size[0]), int(size[1])) if size else None
 
 
-def resolve_onnx_backend(settings: Settings, device: torch.device) -> Path | None:
-    """The ONNX graph to run, or None for PyTorch. ``backend: onnxruntime`` insists (a missing file is an error naming
-    the setting, raised by the loader); ``auto`` takes the graph only where it is the same model and faster: CPU, fp32,
-    the student, and a graph whose recorded weights hash is the checkpoint's (a stale export would silently score
-    with other weights)."""
+def load_onnx_model(settings: Settings, device: torch.device) -> Any | None:
+    """The ONNX Runtime model to serve, or None for PyTorch. ``backend: onnxruntime`` insists (a missing file is an
+    error naming the setting); ``auto`` takes the graph only where it is the same model and faster: CPU, fp32, the
+    student, and a graph whose recorded weights hash is the checkpoint's (a stale export would silently score with
+    other weights). The graph is read once, by the session that will serve it."""
+    from stream_iqa.export import OnnxRuntimeModel
+
     cfg = settings.model
+    path = cfg.onnx if cfg.onnx is not None else (cfg.checkpoint.with_suffix(".onnx") if cfg.checkpoint else None)
     if cfg.backend == "onnxruntime":
-        return cfg.onnx if cfg.onnx is not None else _beside(cfg.checkpoint)
+        return OnnxRuntimeModel.from_settings(cfg, device, path)
     if cfg.backend != "auto" or device.type != "cpu" or cfg.precision != "fp32" or cfg.name != "dgiqa-lite":
         return None
-    path = cfg.onnx if cfg.onnx is not None else _beside(cfg.checkpoint)
     if path is None or not path.is_file() or cfg.checkpoint is None or not cfg.checkpoint.is_file():
         return None
+    if importlib.util.find_spec("onnxruntime") is None:
+        return None
     try:
-        import onnxruntime  # noqa: F401
-
-        from stream_iqa.export import onnx_metadata
         from stream_iqa.nn.checkpoint import read_meta
 
-        graph_hash = onnx_metadata(path).get("tensors_sha256")
+        model = OnnxRuntimeModel.from_settings(cfg, device, path)
         weights_hash = read_meta(cfg.checkpoint).get("tensors_sha256")
     except Exception as exc:  # noqa: BLE001 - auto falls back to the always-available PyTorch path
         log.warning("ONNX graph unusable, using PyTorch", onnx=str(path), error=str(exc))
         return None
-    if not graph_hash or graph_hash != weights_hash:
+    if not model.meta["tensors_sha256"] or model.meta["tensors_sha256"] != weights_hash:
         log.warning("ONNX graph was exported from other weights than the checkpoint; using PyTorch (re-export with "
                     "`stream-iqa export --onnx PATH`)", onnx=str(path), checkpoint=str(cfg.checkpoint),
                     setting="STREAM_IQA_MODEL__ONNX")
         return None
-    return path
-
-
-def _beside(checkpoint: Path | None) -> Path | None:
-    return checkpoint.with_suffix(".onnx") if checkpoint is not None else None
+    return model
 
 
 def load_scorer(settings: Settings) -> Scorer:
@@ -120,12 +118,8 @@ def load_scorer(settings: Settings) -> Scorer:
             f"model 'dgiqa' needs the official DGIQA .pth, but STREAM_IQA_MODEL__CHECKPOINT is {checkpoint} "
             "(the default student checkpoint)"
         )
-    onnx_path = resolve_onnx_backend(settings, device)
-    if onnx_path is not None:
-        from stream_iqa.export import OnnxRuntimeModel
-
-        model = OnnxRuntimeModel.from_settings(settings.model, device, onnx_path)
-    else:
+    model = load_onnx_model(settings, device)
+    if model is None:
         model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
     if isinstance(model, DGIQALite):
         optimize_for_inference(model)  # BN folded + channels_last: ~2x the frames/s of eager on CPU, same scores

@@ -12,7 +12,6 @@ Clips: photo pans (scikit-image / scikit-learn photos), 640x360 H.264, 10 fps, 1
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 import tempfile
@@ -27,15 +26,15 @@ from stream_iqa.bench.service_speed import make_clips
 from stream_iqa.engine import SharedBatcher
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.scoring import load_scorer
+from stream_iqa.service.app import _split_cpu_threads
 from stream_iqa.settings import Settings
 
 
 def measure(paths: list[Path], n: int, shared: bool, settings: Settings) -> dict:
     scorer = load_scorer(settings)
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // n))
-    if hasattr(scorer.model, "set_threads"):  # ONNX Runtime's pool is per session
-        scorer.model.set_threads(max(1, cores // n))
+    # the cores split between streams exactly as the service splits them between concurrent clips
+    _split_cpu_threads(scorer.device, settings.model_copy(update={
+        "service": settings.service.model_copy(update={"max_in_flight": n})}), scorer.model)
     batcher = SharedBatcher(scorer, settings.engine.shared_batch_size, settings.engine.max_wait_ms) if shared else None
     pipeline = Pipeline(settings, scorer=scorer, batcher=batcher)
     pipeline.warm_up()

@@ -296,7 +296,6 @@ def section_models(cfg: BenchConfig) -> Section:
 
 def section_depth(cfg: BenchConfig) -> Section:
     import numpy as np
-    import torch
 
     from stream_iqa.depth.depth_anything import DepthAnythingSource
     from stream_iqa.pipeline import Pipeline
@@ -310,10 +309,10 @@ def section_depth(cfg: BenchConfig) -> Section:
     sources = {"prior": scorer, f"Depth Anything V2 ViT-S ({da.input_size} px, random weights)":
                Scorer(model=scorer.model, depth=da, device=scorer.device, precision=scorer.precision)}
     rows, notes = [], [f"clip: {label}, default sampling (fps 2), depth_reuse settings as shipped"]
-    thresholds = Pipeline(base, scorer=scorer).thresholds
     for name, sc in sources.items():
         analyses: dict[bool, Any] = {}
         pipes = {reuse: Pipeline(base, scorer=sc) for reuse in (False, True)}
+        thresholds = pipes[True].thresholds
 
         def run(reuse: bool) -> float:
             t0 = time.perf_counter()
