@@ -108,3 +108,13 @@ def test_depth_is_computed_at_the_models_input_size(photos):
     teacher_like = Scorer(model=object(), depth=scorer.depth, device=torch.device("cpu"))  # type: ignore[arg-type]
     assert teacher_like.depth_size(rgb) == tuple(rgb.shape[-2:])  # crops at native resolution need full-size depth
     assert SHIPPED_ONNX.stat().st_size < 20e6
+
+
+def test_an_unreadable_graph_falls_back_to_pytorch_with_a_warning(tmp_path, capsys):
+    ckpt = tmp_path / "model.safetensors"
+    shutil.copy(DEFAULT_CHECKPOINT, ckpt)
+    shutil.copy(DEFAULT_CHECKPOINT.with_suffix(".json"), ckpt.with_suffix(".json"))
+    ckpt.with_suffix(".onnx").write_bytes(b"not an onnx graph")  # e.g. a truncated copy
+    configure_logging("INFO", "json")
+    assert isinstance(load_scorer(_cpu(checkpoint=ckpt)).model, DGIQALite)
+    assert "ONNX graph unusable" in capsys.readouterr().err
