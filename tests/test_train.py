@@ -115,3 +115,82 @@ def test_the_local_flag_branch_gets_its_own_loss(tiny_set):
     assert parts["local_flags"] == pytest.approx(np.log(2), abs=1e-4)  # the branch starts neutral (logit 0)
     loss.backward()
     assert model.local_flags.out.weight.grad.abs().sum() > 0
+
+
+def test_focus_pairs_differ_only_by_their_flag():
+    from stream_iqa.train.synthesis import sample_focus_pair
+
+    rng = np.random.default_rng(0)
+    pairs = [sample_focus_pair(rng, "flare") for _ in range(300)]
+    for with_flag, twin in pairs:
+        assert with_flag.flags["flare"] == 1 and twin.flags["flare"] == 0
+        others = [s for s in with_flag.steps if s[0] != "flare"]
+        assert others == list(twin.steps) or (not others and len(twin.steps) <= 1)  # the same other step, if any
+    alone = sum(len(w.steps) == 1 for w, _ in pairs)
+    assert 110 < alone < 190  # half alone, half beside other damage it must be told apart from
+    assert any(w.flags["haze"] or w.flags["low_light"] for w, _ in pairs)
+    assert any(len(t.steps) == 0 for _, t in pairs) and any(len(w.steps) == 1 and len(t.steps) == 1 for w, t in pairs)
+    with pytest.raises(ValueError, match="not a flag"):
+        sample_focus_pair(rng, "jpeg")
+
+
+def test_recipe_yaml_rejects_inconsistent_branch_settings(tmp_path):
+    bad_flag = tmp_path / "a.yaml"
+    bad_flag.write_text("focus: {jpeg: 4}\n")
+    with pytest.raises(ValueError, match="not flags"):
+        TrainConfig.from_yaml(bad_flag)
+    no_init = tmp_path / "b.yaml"
+    no_init.write_text("train_only: [local_flags]\n")
+    with pytest.raises(ValueError, match="needs init_from"):
+        TrainConfig.from_yaml(no_init)
+
+
+@pytest.mark.data
+def test_a_branch_trained_onto_a_checkpoint_leaves_the_rest_unchanged(shared_data, tmp_path):
+    """train_only + init_from: the new flare branch learns; every other weight, the score, the other flags and
+    the score calibration stay exactly those of the starting checkpoint."""
+    settings = Settings.load(data={"root": shared_data, "cache_dir": tmp_path / "cache"}, depth={"source": "prior"})
+    common = dict(variants=2, val_variants=1, steps_per_epoch=2, batch_size=8, max_natural=4, max_mos=40,
+                  clive_val_fraction=0.3)
+    base_path = tmp_path / "base.safetensors"
+    train(TrainConfig(arch={"input_size": [64, 64]}, epochs=1, freeze_epochs=0, **common), settings, out=base_path,
+          run_dir=tmp_path / "base", command="test")
+    cfg = TrainConfig(init_from=str(base_path), arch={"local_flags": ["flare"], "local_dim": 16},
+                      train_only=["local_flags"], focus={"flare": 2}, epochs=2, mos_share=0.0,
+                      w_local_flags=1.0, **common)
+    out = tmp_path / "branch.safetensors"
+    meta = train(cfg, settings, out=out, run_dir=tmp_path / "branch", command="test")
+    assert meta["training"]["init_from"]["path"] == str(base_path)
+    base, branch = create_model("dgiqa-lite", checkpoint=base_path), create_model("dgiqa-lite", checkpoint=out)
+    assert branch.config.local_flags == ("flare",) and branch.config.input_size == (64, 64)
+    b_state = base.state_dict()
+    for name, tensor in branch.state_dict().items():
+        if name.startswith("local_flags."):
+            assert name not in b_state
+        else:
+            assert torch.equal(tensor, b_state[name]), name
+    assert branch.local_flags.out.weight.abs().sum() > 0  # it left its zero start
+    assert branch.calibration == base.calibration
+    torch.manual_seed(1)
+    rgb, depth = torch.rand(2, 3, 80, 100), torch.rand(2, 1, 80, 100)
+    a, b = base.score(rgb, depth), branch.score(rgb, depth)
+    assert torch.allclose(a.quality, b.quality)
+    assert torch.allclose(a.distortions[:, :2], b.distortions[:, :2])  # low light and haze untouched
+    # the focus set, cached beside the base set, holds a flared variant and its twin without flare, per pair
+    (focus_file,) = [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("syn-focus-")]
+    focus = ArraySet.load(focus_file)
+    assert len(focus) and len(focus) % 4 == 0  # 2 pairs per training photo
+    assert (focus.flags[0::2, 2] == 1).all() and (focus.flags[1::2, 2] == 0).all()
+
+
+@pytest.mark.data
+def test_init_from_refuses_arch_changes_it_would_not_train(shared_data, tmp_path):
+    settings = Settings.load(data={"root": shared_data, "cache_dir": tmp_path / "cache"}, depth={"source": "prior"})
+    common = dict(variants=2, val_variants=1, steps_per_epoch=1, batch_size=8, max_natural=4, max_mos=40,
+                  clive_val_fraction=0.3, epochs=1, freeze_epochs=0)
+    base_path = tmp_path / "base.safetensors"
+    train(TrainConfig(arch={"input_size": [64, 64]}, **common), settings, out=base_path, run_dir=tmp_path / "b")
+    cfg = TrainConfig(init_from=str(base_path), arch={"local_flags": ["flare"], "token_dim": 64},
+                      train_only=["local_flags"], **common)
+    with pytest.raises(ValueError, match="not trained"):
+        train(cfg, settings, out=tmp_path / "x.safetensors", run_dir=tmp_path / "x")

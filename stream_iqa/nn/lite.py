@@ -168,6 +168,12 @@ class LocalFlagHead(nn.Module):
             nn.Conv2d(dim, dim, 1, bias=False),
             nn.BatchNorm2d(dim),
             nn.ReLU(inplace=True),
+            # dilated: each cell sees ~7 cells (112 px at 192) around it, enough to tell spikes radiating from a
+            # bright source from the thin bright lines of paving or stems, which one cell's view confuses
+            nn.Conv2d(dim, dim, 3, padding=2, dilation=2, groups=dim, bias=False),
+            nn.Conv2d(dim, dim, 1, bias=False),
+            nn.BatchNorm2d(dim),
+            nn.ReLU(inplace=True),
         )
         self.out = nn.Conv2d(dim, n_out, 1)
         nn.init.zeros_(self.out.weight)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from stream_iqa.depth.base import DepthSource
 from stream_iqa.images import read_rgb, resize_tensor, to_tensor
 from stream_iqa.nn.api import DISTORTIONS
-from stream_iqa.train.synthesis import apply_recipe, sample_recipe
+from stream_iqa.train.synthesis import Recipe, apply_recipe, sample_recipe
 
 #: quality (MOS scale) given to the pristine photos; weak labels fall from it as MS-SSIM falls
 PRISTINE_MOS = 80.0
@@ -119,31 +119,41 @@ def build_synthetic(
     seed: int,
     p_clean: float = 0.15,
     desc: str = "synthesising",
+    recipe_fn: Callable[[np.random.Generator], Recipe | list[Recipe]] | None = None,
+    include_pristine: bool = True,
 ) -> ArraySet:
-    """``variants`` degraded versions of each photo plus the pristine photo itself (group = photo)."""
+    """``variants`` degraded versions of each photo plus the pristine photo itself (group = photo).
+
+    ``recipe_fn`` draws each variant's recipe (default: ``sample_recipe`` with ``p_clean``), or several recipes that
+    become one item each (a flag and its twin without it); a focus set for one flag passes its own and leaves the
+    pristine photos out, which the base set already holds.
+    """
+    draw = recipe_fn or (lambda r: sample_recipe(r, p_clean=p_clean))
     rng = np.random.default_rng(seed)
     rgbs, depths, weak, flags, groups, sev, names = [], [], [], [], [], [], []
     for gi, path in enumerate(tqdm(paths, desc=desc, leave=False, disable=None)):
         img = read_rgb(path)
         pristine = to_tensor(img)
         clean_depth = depth_source(pristine)[0, 0].numpy()
-        for v in range(variants + 1):
+        for v in range(0 if include_pristine else 1, variants + 1):
             if v == 0:
-                out, recipe_flags, severity, label = img, {k: 0 for k in DISTORTIONS}, 0.0, PRISTINE_MOS
+                items = [(img, {k: 0 for k in DISTORTIONS}, 0.0, PRISTINE_MOS)]
             else:
-                recipe = sample_recipe(rng, p_clean=p_clean)
-                out = apply_recipe(img, clean_depth, recipe, rng)
-                recipe_flags, severity = recipe.flags, float(recipe.severity)
-                label = weak_quality(to_tensor(out), pristine)
-            t = to_tensor(out)
-            small = resize_tensor(t, size)
-            rgbs.append(_to_u8(small))
-            depths.append((depth_source(t, size=size)[0, 0].numpy() * 255.0 + 0.5).astype(np.uint8))
-            weak.append(label)
-            flags.append([float(recipe_flags[k]) for k in DISTORTIONS])
-            groups.append(gi)
-            sev.append(severity)
-            names.append(f"{path.parent.name}/{path.name}#{v}")
+                drawn = draw(rng)
+                items = []
+                for recipe in drawn if isinstance(drawn, list) else [drawn]:
+                    out = apply_recipe(img, clean_depth, recipe, rng)
+                    items.append((out, recipe.flags, float(recipe.severity), weak_quality(to_tensor(out), pristine)))
+            for j, (out, recipe_flags, severity, label) in enumerate(items):
+                t = to_tensor(out)
+                small = resize_tensor(t, size)
+                rgbs.append(_to_u8(small))
+                depths.append((depth_source(t, size=size)[0, 0].numpy() * 255.0 + 0.5).astype(np.uint8))
+                weak.append(label)
+                flags.append([float(recipe_flags[k]) for k in DISTORTIONS])
+                groups.append(gi)
+                sev.append(severity)
+                names.append(f"{path.parent.name}/{path.name}#{v}" + (f".{j}" if len(items) > 1 else ""))
     n = len(rgbs)
     return ArraySet(
         rgb=np.stack(rgbs), depth=np.stack(depths), mos=np.full(n, np.nan, np.float32),

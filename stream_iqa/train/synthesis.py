@@ -601,6 +601,29 @@ def sample_recipe(
     return Recipe([(str(kind), float(rng.random())) for kind in kinds])
 
 
+def sample_focus_pair(rng: np.random.Generator, kind: str) -> list[Recipe]:
+    """A recipe that contains the flag ``kind`` and its twin without it: extra examples of one hard flag (the
+    trainer's ``focus``).
+
+    The flag comes alone (50 %), with another flag (20 %) or with a quality-only distortion (30 %), severities
+    uniform in [0, 1]. The twin keeps the other step (a lone flag's twin is the photo with a random quality-only
+    distortion, or clean), so the two differ only by the flag: a detector trained on both learns the flag, not the
+    photo's content or the damage beside it (thin bright lines, a radial bouquet and haze were what a branch
+    trained on positives alone mistook for flare).
+    """
+    if kind not in FLAG_KINDS:
+        raise ValueError(f"focus kind {kind!r} is not a flag ({', '.join(FLAG_KINDS)})")
+    u = rng.random()
+    other: list[tuple[str, float]] = []
+    if u >= 0.5:
+        other_kind = str(rng.choice([k for k in FLAG_KINDS if k != kind])) if u < 0.7 else str(rng.choice(QUALITY_KINDS))
+        other = [(other_kind, float(rng.random()))]
+    with_flag = Recipe([(kind, float(rng.random())), *other])
+    if not other and rng.random() < 0.5:
+        other = [(str(rng.choice(QUALITY_KINDS)), float(rng.random()))]
+    return [with_flag, Recipe(other)]
+
+
 def apply_recipe(img: np.ndarray, depth: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:
     """Apply ``recipe`` to a uint8 RGB image with its inverse-depth map (H×W, near = 1); returns a new uint8 image."""
     _check_image(img)

@@ -29,11 +29,11 @@ from stream_iqa.depth import create_depth_source
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.nn.checkpoint import save_checkpoint
-from stream_iqa.nn.lite import DGIQALite, LiteConfig
+from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
 from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import ArraySet, build_mos, build_synthetic, cache_key, cached
 from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds
-from stream_iqa.train.synthesis import SYNTHESIS_VERSION
+from stream_iqa.train.synthesis import SYNTHESIS_VERSION, sample_focus_pair
 
 log = get_logger(__name__)
 
@@ -70,6 +70,15 @@ class TrainConfig:
     dev_fraction: float = 0.1  # natural training photos held out to fix the flag thresholds (never val)
     flag_fpr: float = 0.01  # thresholds: this share of dev images without a distortion may be flagged for it
     min_flag_threshold: float = 0.5
+    # Extra synthetic pairs per natural training photo: a recipe with the named flag and its twin without it
+    # ({flare: 12}), so a rare or hard flag gets more examples without changing the base set's distribution.
+    focus: dict[str, int] = field(default_factory=dict)
+    # Start from a trained dgiqa-lite checkpoint instead of ImageNet; ``arch`` then overrides its architecture,
+    # which may only add modules (a new local flag branch), whose weights start fresh.
+    init_from: str = ""
+    # Train only the parameters under these module prefixes (["local_flags."]); everything else is frozen and kept
+    # in eval mode, so a branch can be added to a shipped model without moving its scores or other flags.
+    train_only: list[str] = field(default_factory=list)
     max_natural: int = 0  # >0: use only the first N natural photos (smoke tests)
     max_mos: int = 0  # >0: use only the first N MOS photos (smoke tests)
 
@@ -79,7 +88,18 @@ class TrainConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
-        return cls(**data)
+        cfg = cls(**data)
+        unknown_flags = set(cfg.focus) - set(DISTORTIONS)
+        if unknown_flags:
+            raise ValueError(f"{path}: focus names {sorted(unknown_flags)}, not flags ({', '.join(DISTORTIONS)})")
+        if cfg.train_only and not cfg.init_from:
+            raise ValueError(f"{path}: train_only needs init_from (a trained checkpoint to keep the rest of)")
+        return cfg
+
+
+#: modules whose output is only the flag logits: training only these leaves the quality score (and so the
+#: checkpoint's score calibration) unchanged
+FLAG_ONLY_MODULES: tuple[str, ...] = ("local_flags.", "head_distortions.")
 
 
 @dataclass
@@ -123,7 +143,16 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
     if clive_val:
         mos_val = cached(cache / f"mos-{key(p=[i.path.name for i in clive_val])}.npz",
                          lambda: build_mos([(i.path, i.mos) for i in clive_val], depth, size, desc="CLIVE val"))
-    return TrainData(train=ArraySet.concat([mos_train, syn_train]), dev_synthetic=dev, val_synthetic=syn_val,
+    parts = [mos_train, syn_train]
+    for kind, n in sorted(cfg.focus.items()):
+        if n > 0:
+            parts.append(cached(
+                cache / f"syn-focus-{key(p=[str(p) for p in train_nat], n=n, s=cfg.seed, focus=kind, twins=True)}.npz",
+                lambda kind=kind, n=n: build_synthetic(train_nat, depth, size, n, 30_000 + cfg.seed,
+                                                       recipe_fn=lambda r, kind=kind: sample_focus_pair(r, kind),
+                                                       include_pristine=False, desc=f"synth {kind}"),
+            ))
+    return TrainData(train=ArraySet.concat(parts), dev_synthetic=dev, val_synthetic=syn_val,
                      val_mos=mos_val, depth_source=depth.name)
 
 
@@ -208,6 +237,49 @@ def _set_trunk_trainable(model: DGIQALite, trainable: bool) -> None:
         p.requires_grad_(trainable)
 
 
+def _under(name: str, prefixes: list[str]) -> bool:
+    return any(name == p.rstrip(".") or name.startswith(p if p.endswith(".") else p + ".") for p in prefixes)
+
+
+def build_model(cfg: TrainConfig) -> tuple[DGIQALite, LiteConfig, dict[str, Any]]:
+    """The network to train: fresh on the ImageNet trunk, or ``init_from``'s weights with ``arch`` added on top."""
+    overrides = {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.arch.items()}
+    if not cfg.init_from:
+        arch = LiteConfig(**overrides)
+        return DGIQALite(arch, pretrained_trunk=cfg.pretrained_trunk), arch, {}
+    base, base_meta = lite_from_checkpoint(Path(cfg.init_from))
+    arch = LiteConfig.from_dict({**base.config.to_dict(), **overrides})
+    model = DGIQALite(arch, pretrained_trunk=False)
+    problem = f"init_from {cfg.init_from}: arch overrides {sorted(overrides)} change modules that are not trained " \
+              f"(train_only {cfg.train_only})"
+    try:
+        missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
+    except RuntimeError as e:  # a shape changed
+        raise ValueError(f"{problem}: {str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
+    fresh = [k for k in missing if not _under(k, cfg.train_only)]
+    if unexpected or fresh:
+        raise ValueError(f"{problem}: new {fresh[:5]}, dropped {unexpected[:5]}")
+    model.calibration = base.calibration
+    model.flag_thresholds.update(base.flag_thresholds)
+    return model, arch, base_meta
+
+
+def _set_modes(model: DGIQALite, cfg: TrainConfig, frozen_trunk: bool) -> None:
+    """train() / eval() and requires_grad for this epoch: everything outside ``train_only`` stays in eval mode."""
+    if cfg.train_only:
+        model.eval()
+        for name, module in model.named_modules():
+            if name and _under(name, cfg.train_only):
+                module.train()
+        for name, p in model.named_parameters():
+            p.requires_grad_(_under(name, cfg.train_only))
+        return
+    _set_trunk_trainable(model, not frozen_trunk)
+    model.train()
+    if frozen_trunk:
+        model.trunk.eval()  # keep ImageNet BN statistics while the heads settle
+
+
 def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume: bool = False,
           command: str | None = None) -> dict[str, Any]:
     started = time.time()
@@ -215,16 +287,21 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    arch = LiteConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.arch.items()})
-    model = DGIQALite(arch, pretrained_trunk=cfg.pretrained_trunk)
+    model, arch, base_meta = build_model(cfg)
     data = prepare_data(cfg, settings, arch.input_size)
     log.info("data ready", train=len(data.train), val_synthetic=len(data.val_synthetic),
              val_mos=len(data.val_mos) if data.val_mos is not None else 0, seconds=round(time.time() - started, 1))
-    head_params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
-    opt = torch.optim.AdamW(
-        [{"params": head_params, "lr": cfg.lr}, {"params": model.trunk_parameters(), "lr": cfg.trunk_lr}],
-        weight_decay=cfg.weight_decay,
-    )
+    if cfg.train_only:
+        trained = [p for n, p in model.named_parameters() if _under(n, cfg.train_only)]
+        if not trained:
+            raise ValueError(f"train_only {cfg.train_only} matches no parameter of the model")
+        opt = torch.optim.AdamW([{"params": trained, "lr": cfg.lr}], weight_decay=cfg.weight_decay)
+    else:
+        head_params = [p for n, p in model.named_parameters() if not n.startswith("trunk.")]
+        opt = torch.optim.AdamW(
+            [{"params": head_params, "lr": cfg.lr}, {"params": model.trunk_parameters(), "lr": cfg.trunk_lr}],
+            weight_decay=cfg.weight_decay,
+        )
     n_mos = int((~np.isnan(data.train.mos)).sum())
     steps = cfg.steps_per_epoch or max(1, math.ceil(max(n_mos, 1) / max(1, round(cfg.batch_size * cfg.mos_share))))
     total_steps = steps * cfg.epochs
@@ -242,11 +319,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
         log.info("resumed", epoch=start_epoch, state=str(state_path))
     sampler = BatchSampler(data.train, cfg, rng)
     for epoch in range(start_epoch, cfg.epochs):
-        frozen = epoch < cfg.freeze_epochs
-        _set_trunk_trainable(model, not frozen)
-        model.train()
-        if frozen:
-            model.trunk.eval()  # keep ImageNet BN statistics while the heads settle
+        frozen = epoch < cfg.freeze_epochs and not cfg.train_only
+        _set_modes(model, cfg, frozen)
         sums: dict[str, float] = {}
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}{' (trunk frozen)' if frozen else ''}",
                    leave=False, disable=None)
@@ -254,7 +328,7 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
             loss, parts = compute_loss(model, data.train, sampler(), cfg, rng)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 5.0)
             opt.step()
             sched.step()
             for k, v in parts.items():
@@ -271,7 +345,10 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
                     "history": history}, state_path)
     model.eval()
-    calib = fit_calibration(model, data.train)
+    if cfg.train_only and all(_under(p.rstrip("."), list(FLAG_ONLY_MODULES)) for p in cfg.train_only):
+        calib = model.calibration  # the quality path did not train: the starting checkpoint's calibration holds
+    else:
+        calib = fit_calibration(model, data.train)
     model.calibration = calib
     thresholds = fit_flag_thresholds(model, data.dev_synthetic, cfg.flag_fpr, cfg.min_flag_threshold)
     final = evaluate_arrays(model, data.val_synthetic, data.val_mos, thresholds)
@@ -293,6 +370,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
                      "synthetic_items": int((data.train.group >= 0).sum()), "mos_items": n_mos,
                      "dev_items": len(data.dev_synthetic) if data.dev_synthetic is not None else 0},
             "wall_time_s": round(time.time() - started, 1),
+            **({"init_from": {"path": cfg.init_from, "version": base_meta.get("version"),
+                              "tensors_sha256": base_meta.get("tensors_sha256")}} if cfg.init_from else {}),
             "machine": f"{platform.machine()} {platform.processor() or ''} torch threads={torch.get_num_threads()}".strip(),
             "torch": torch.__version__,
         },
