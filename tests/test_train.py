@@ -156,11 +156,13 @@ def test_a_branch_trained_onto_a_checkpoint_leaves_the_rest_unchanged(shared_dat
     train(TrainConfig(arch={"input_size": [64, 64]}, epochs=1, freeze_epochs=0, **common), settings, out=base_path,
           run_dir=tmp_path / "base", command="test")
     cfg = TrainConfig(init_from=str(base_path), arch={"local_flags": ["flare"], "local_dim": 16},
-                      train_only=["local_flags"], focus={"flare": 2}, epochs=2, mos_share=0.0,
-                      w_local_flags=1.0, **common)
+                      train_only=["local_flags"], focus={"flare": 2}, epochs=2, mos_share=0.25,
+                      pseudo_negatives={"flare": 1.01}, w_local_flags=1.0, **common)
     out = tmp_path / "branch.safetensors"
     meta = train(cfg, settings, out=out, run_dir=tmp_path / "branch", command="test")
     assert meta["training"]["init_from"]["path"] == str(base_path)
+    # a limit above 1 takes every MOS training photo as a flare negative
+    assert meta["training"]["data"]["pseudo_negatives"] == {"flare": meta["training"]["data"]["mos_items"]}
     base, branch = create_model("dgiqa-lite", checkpoint=base_path), create_model("dgiqa-lite", checkpoint=out)
     assert branch.config.local_flags == ("flare",) and branch.config.input_size == (64, 64)
     b_state = base.state_dict()
@@ -194,3 +196,31 @@ def test_init_from_refuses_arch_changes_it_would_not_train(shared_data, tmp_path
                       train_only=["local_flags"], **common)
     with pytest.raises(ValueError, match="not trained"):
         train(cfg, settings, out=tmp_path / "x.safetensors", run_dir=tmp_path / "x")
+
+
+def test_pseudo_negatives_take_only_confident_mos_photos(tiny_set):
+    from stream_iqa.train.evaluate import predict_arrays
+    from stream_iqa.train.trainer import pseudo_label_negatives
+
+    torch.manual_seed(0)
+    model = DGIQALite(LiteConfig(input_size=SIZE), pretrained_trunk=False).eval()
+    data = ArraySet.concat([tiny_set])  # a copy: labels are set in place
+    mos = np.flatnonzero(np.isnan(data.weak))
+    _, probs = predict_arrays(model, data)
+    limit = float(np.median(probs[mos, 2]))
+    before = data.flags.copy()
+    counts = pseudo_label_negatives(model, data, {"flare": limit})
+    assert counts == {"flare": int((probs[mos, 2] < limit).sum())} and counts["flare"] >= 1
+    became = np.flatnonzero((before[:, 2] < 0) & (data.flags[:, 2] == 0))
+    assert set(became) <= set(mos) and all(probs[i, 2] < limit for i in became)
+    assert (data.flags[:, :2] == before[:, :2]).all()  # other flags stay unknown
+    synthetic = data.group >= 0
+    assert (data.flags[synthetic] == before[synthetic]).all()  # known labels are never touched
+    assert (tiny_set.flags[mos] == -1).all()
+
+
+def test_recipe_yaml_requires_a_judge_for_pseudo_negatives(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("pseudo_negatives: {flare: 0.1}\n")
+    with pytest.raises(ValueError, match="needs init_from"):
+        TrainConfig.from_yaml(path)

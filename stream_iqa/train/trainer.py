@@ -32,7 +32,7 @@ from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
 from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import ArraySet, build_mos, build_synthetic, cache_key, cached
-from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds
+from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds, predict_arrays
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION, sample_focus_pair
 
 log = get_logger(__name__)
@@ -79,6 +79,11 @@ class TrainConfig:
     # Train only the parameters under these module prefixes (["local_flags."]); everything else is frozen and kept
     # in eval mode, so a branch can be added to a shipped model without moving its scores or other flags.
     train_only: list[str] = field(default_factory=list)
+    # MOS photos (real, flags unknown) that the starting checkpoint scores below this probability for a flag become
+    # negatives of that flag ({flare: 0.1}): real photos of every kind of content, which synthetic negatives made
+    # from a few hundred pristine photos do not cover (flowers, food, toys were what a flare branch trained without
+    # them flagged). Needs init_from, the judge.
+    pseudo_negatives: dict[str, float] = field(default_factory=dict)
     max_natural: int = 0  # >0: use only the first N natural photos (smoke tests)
     max_mos: int = 0  # >0: use only the first N MOS photos (smoke tests)
 
@@ -94,6 +99,11 @@ class TrainConfig:
             raise ValueError(f"{path}: focus names {sorted(unknown_flags)}, not flags ({', '.join(DISTORTIONS)})")
         if cfg.train_only and not cfg.init_from:
             raise ValueError(f"{path}: train_only needs init_from (a trained checkpoint to keep the rest of)")
+        if cfg.pseudo_negatives and not cfg.init_from:
+            raise ValueError(f"{path}: pseudo_negatives needs init_from (the checkpoint that judges the MOS photos)")
+        unknown_flags = set(cfg.pseudo_negatives) - set(DISTORTIONS)
+        if unknown_flags:
+            raise ValueError(f"{path}: pseudo_negatives names {sorted(unknown_flags)}, not flags")
         return cfg
 
 
@@ -264,6 +274,26 @@ def build_model(cfg: TrainConfig) -> tuple[DGIQALite, LiteConfig, dict[str, Any]
     return model, arch, base_meta
 
 
+@torch.inference_mode()
+def pseudo_label_negatives(model: DGIQALite, data: ArraySet, below: dict[str, float]) -> dict[str, int]:
+    """Mark MOS items (flags unknown) as negatives of each flag in ``below`` where ``model`` scores them under its
+    limit; in place, returns how many per flag. Only confident negatives are taken: a real photo with the condition
+    that the judge missed would teach the opposite of the truth, so the limit should sit far below the threshold."""
+    mos_items = np.flatnonzero((data.flags < 0).all(axis=1))
+    if not len(mos_items) or not below:
+        return {k: 0 for k in below}
+    sub = ArraySet(data.rgb[mos_items], data.depth[mos_items], data.mos[mos_items], data.weak[mos_items],
+                   data.flags[mos_items], data.group[mos_items], data.severity[mos_items], [])
+    _, probs = predict_arrays(model, sub)
+    counts = {}
+    for kind, limit in below.items():
+        j = DISTORTIONS.index(kind)
+        take = mos_items[probs[:, j] < limit]
+        data.flags[take, j] = 0.0
+        counts[kind] = int(len(take))
+    return counts
+
+
 def _set_modes(model: DGIQALite, cfg: TrainConfig, frozen_trunk: bool) -> None:
     """train() / eval() and requires_grad for this epoch: everything outside ``train_only`` stays in eval mode."""
     if cfg.train_only:
@@ -289,6 +319,9 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
     rng = np.random.default_rng(cfg.seed)
     model, arch, base_meta = build_model(cfg)
     data = prepare_data(cfg, settings, arch.input_size)
+    pseudo = pseudo_label_negatives(model, data.train, cfg.pseudo_negatives) if cfg.pseudo_negatives else {}
+    if pseudo:
+        log.info("pseudo negatives", **pseudo)
     log.info("data ready", train=len(data.train), val_synthetic=len(data.val_synthetic),
              val_mos=len(data.val_mos) if data.val_mos is not None else 0, seconds=round(time.time() - started, 1))
     if cfg.train_only:
@@ -368,7 +401,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
             "data": {"natural": "../shared/data/natural (train split)", "clive": "../shared/data/clive "
                      + ("(all)" if cfg.clive_val_fraction == 0 else f"(train part, val_fraction={cfg.clive_val_fraction}, seed={cfg.split_seed})"),
                      "synthetic_items": int((data.train.group >= 0).sum()), "mos_items": n_mos,
-                     "dev_items": len(data.dev_synthetic) if data.dev_synthetic is not None else 0},
+                     "dev_items": len(data.dev_synthetic) if data.dev_synthetic is not None else 0,
+                     **({"pseudo_negatives": pseudo} if pseudo else {})},
             "wall_time_s": round(time.time() - started, 1),
             **({"init_from": {"path": cfg.init_from, "version": base_meta.get("version"),
                               "tensors_sha256": base_meta.get("tensors_sha256")}} if cfg.init_from else {}),
