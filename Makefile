@@ -22,9 +22,12 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stream-iqa demo
 
-# The command that produced the shipped models/dgiqa-lite checkpoint (see models/README.md).
+# The commands that produced the shipped models/dgiqa-lite checkpoint (see models/README.md): the base model on every
+# CLIVE photo, then the local flare branch grown onto it with everything else frozen, then its ONNX graph.
 train-default: $(STAMP)
-	$(VENV)/bin/stream-iqa train --recipe configs/train-default.yaml --final --out models/dgiqa-lite/model.safetensors
+	$(VENV)/bin/stream-iqa train --recipe configs/train-default.yaml --final --out runs/dgiqa-lite-base/model.safetensors
+	$(VENV)/bin/stream-iqa train --recipe configs/train-flare-branch.yaml --out models/dgiqa-lite/model.safetensors
+	$(MAKE) export-default
 
 # The shipped model's ONNX graph, which `model.backend: auto` runs on CPU; re-run after every retrain (a stale graph is
 # refused by its weights hash).
