@@ -50,3 +50,12 @@ def test_ratios_are_measured_numbers(quick_run):
 def test_bad_arguments_are_refused_before_anything_runs(argv, code, capsys):
     assert main(["bench", "--quick", *argv]) == code
     assert "stream-iqa bench:" in capsys.readouterr().err
+
+
+def test_model_speed_compares_against_a_baseline_checkpoint(student_checkpoint, capsys):
+    from stream_iqa.bench.model_speed import main as model_speed
+
+    model_speed(["--checkpoint", str(student_checkpoint), "--baseline", str(student_checkpoint), "--rounds", "1",
+                 "--batch", "1", "--teacher-crops", "1"])
+    out = capsys.readouterr().out
+    assert "| baseline student score, batch 1 |" in out and "the baseline's frames/s at batch 1" in out

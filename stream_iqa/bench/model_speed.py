@@ -1,6 +1,7 @@
 """Teacher vs student per frame, measured side by side in one run (this machine is shared and noisy).
 
     python -m stream_iqa.bench.model_speed [--checkpoint models/dgiqa-lite/model.safetensors] [--teacher-crops 10]
+        [--onnx] [--depth-anything] [--baseline OTHER.safetensors]
 
 Every configuration is timed in interleaved rounds and reported by its best round, so a burst of load from other
 processes hurts all of them alike instead of whichever ran at that moment. Weights do not change speed, so the
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--depth-anything", action="store_true", help="also time Depth Anything ViT-S (random weights)")
     ap.add_argument("--onnx", action="store_true", help="also time the student exported to ONNX under ONNX Runtime")
+    ap.add_argument("--baseline", default=None,
+                    help="also time this student checkpoint in the same rounds and print the ratio (e.g. before a branch)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from stream_iqa.settings import Settings
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         fns[f"student score, batch {args.batch}, ONNX Runtime"] = (lambda: ort_model.score(batch, depth_b), args.batch)
         fns["student score, batch 1 (PyTorch)"] = (lambda: student.score(batch[:1], depth_b[:1]), 1)
         fns["student score, batch 1, ONNX Runtime"] = (lambda: ort_model.score(batch[:1], depth_b[:1]), 1)
+    if args.baseline:
+        base = create_model("dgiqa-lite", checkpoint=args.baseline)
+        fns[f"baseline student score, batch {args.batch}"] = (lambda: base.score(batch, depth_b), args.batch)
     if args.depth_anything:
         from stream_iqa.depth.depth_anything import DepthAnythingSource
 
@@ -105,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
         p = rates[f"student score, batch {args.batch} (preprocess + network)"]
         o1, p1 = rates["student score, batch 1, ONNX Runtime"], rates["student score, batch 1 (PyTorch)"]
         print(f"ONNX Runtime vs PyTorch, student: {o / p:.2f}× at batch {args.batch}, {o1 / p1:.2f}× at batch 1")
+    if args.baseline:
+        b = rates[f"baseline student score, batch {args.batch}"]
+        p = rates[f"student score, batch {args.batch} (preprocess + network)"]
+        print(f"student vs baseline {args.baseline}: {p / b:.3f}× the baseline's frames/s at batch {args.batch}")
     if args.depth_anything:
         da_rate = rates["Depth Anything V2 ViT-S, 518 px"]
         print(f"vs teacher + its per-image Depth Anything pass: {s / (1 / (1 / t + 1 / da_rate)):.0f}× faster per frame")
