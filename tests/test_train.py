@@ -196,6 +196,9 @@ def test_init_from_refuses_arch_changes_it_would_not_train(shared_data, tmp_path
                       train_only=["local_flags"], **common)
     with pytest.raises(ValueError, match="not trained"):
         train(cfg, settings, out=tmp_path / "x.safetensors", run_dir=tmp_path / "x")
+    missing = TrainConfig(init_from=str(tmp_path / "nope.safetensors"), train_only=["local_flags"], **common)
+    with pytest.raises(FileNotFoundError, match="init_from .*nope.safetensors not found: set init_from"):
+        train(missing, settings, out=tmp_path / "y.safetensors", run_dir=tmp_path / "y")
 
 
 def test_pseudo_negatives_take_only_confident_mos_photos(tiny_set):

@@ -58,6 +58,11 @@ class ArraySet:
         """RGB (N,3,H,W) and depth (N,1,H,W) as float in [0,1], ready for the model's ``preprocess``."""
         return to_unit_tensors(self.rgb[idx], self.depth[idx])
 
+    def take(self, idx: np.ndarray) -> "ArraySet":
+        """The items at ``idx``, as a new set."""
+        return ArraySet(self.rgb[idx], self.depth[idx], self.mos[idx], self.weak[idx], self.flags[idx],
+                        self.group[idx], self.severity[idx], [self.names[i] for i in idx])
+
     @staticmethod
     def concat(sets: list["ArraySet"]) -> "ArraySet":
         offset, groups = 0, []

@@ -93,23 +93,25 @@ class TrainConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
-        cfg = cls(**data)
-        unknown_flags = set(cfg.focus) - set(DISTORTIONS)
-        if unknown_flags:
-            raise ValueError(f"{path}: focus names {sorted(unknown_flags)}, not flags ({', '.join(DISTORTIONS)})")
-        if cfg.train_only and not cfg.init_from:
-            raise ValueError(f"{path}: train_only needs init_from (a trained checkpoint to keep the rest of)")
-        if cfg.pseudo_negatives and not cfg.init_from:
-            raise ValueError(f"{path}: pseudo_negatives needs init_from (the checkpoint that judges the MOS photos)")
-        unknown_flags = set(cfg.pseudo_negatives) - set(DISTORTIONS)
-        if unknown_flags:
-            raise ValueError(f"{path}: pseudo_negatives names {sorted(unknown_flags)}, not flags")
-        return cfg
+        try:
+            return cls(**data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def __post_init__(self) -> None:
+        for name in ("focus", "pseudo_negatives"):
+            unknown_flags = set(getattr(self, name)) - set(DISTORTIONS)
+            if unknown_flags:
+                raise ValueError(f"{name} names {sorted(unknown_flags)}, not flags ({', '.join(DISTORTIONS)})")
+        if self.train_only and not self.init_from:
+            raise ValueError("train_only needs init_from (a trained checkpoint to keep the rest of)")
+        if self.pseudo_negatives and not self.init_from:
+            raise ValueError("pseudo_negatives needs init_from (the checkpoint that judges the MOS photos)")
 
 
 #: modules whose output is only the flag logits: training only these leaves the quality score (and so the
 #: checkpoint's score calibration) unchanged
-FLAG_ONLY_MODULES: tuple[str, ...] = ("local_flags.", "head_distortions.")
+FLAG_ONLY_MODULES: tuple[str, ...] = ("local_flags", "head_distortions")
 
 
 @dataclass
@@ -247,7 +249,8 @@ def _set_trunk_trainable(model: DGIQALite, trainable: bool) -> None:
         p.requires_grad_(trainable)
 
 
-def _under(name: str, prefixes: list[str]) -> bool:
+def _under(name: str, prefixes: list[str] | tuple[str, ...]) -> bool:
+    """Whether parameter or module ``name`` is, or lies under, one of the module ``prefixes`` (trailing dot optional)."""
     return any(name == p.rstrip(".") or name.startswith(p if p.endswith(".") else p + ".") for p in prefixes)
 
 
@@ -257,6 +260,9 @@ def build_model(cfg: TrainConfig) -> tuple[DGIQALite, LiteConfig, dict[str, Any]
     if not cfg.init_from:
         arch = LiteConfig(**overrides)
         return DGIQALite(arch, pretrained_trunk=cfg.pretrained_trunk), arch, {}
+    if not Path(cfg.init_from).is_file():
+        raise FileNotFoundError(f"init_from {cfg.init_from} not found: set init_from in the recipe to a trained "
+                                "dgiqa-lite .safetensors (make train-default writes the base to runs/dgiqa-lite-base/)")
     base, base_meta = lite_from_checkpoint(Path(cfg.init_from))
     arch = LiteConfig.from_dict({**base.config.to_dict(), **overrides})
     model = DGIQALite(arch, pretrained_trunk=False)
@@ -265,7 +271,7 @@ def build_model(cfg: TrainConfig) -> tuple[DGIQALite, LiteConfig, dict[str, Any]
     try:
         missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)
     except RuntimeError as e:  # a shape changed
-        raise ValueError(f"{problem}: {str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
+        raise ValueError(f"{problem}: {str(e).strip().splitlines()[-1].strip()}") from None
     fresh = [k for k in missing if not _under(k, cfg.train_only)]
     if unexpected or fresh:
         raise ValueError(f"{problem}: new {fresh[:5]}, dropped {unexpected[:5]}")
@@ -282,9 +288,7 @@ def pseudo_label_negatives(model: DGIQALite, data: ArraySet, below: dict[str, fl
     mos_items = np.flatnonzero((data.flags < 0).all(axis=1))
     if not len(mos_items) or not below:
         return {k: 0 for k in below}
-    sub = ArraySet(data.rgb[mos_items], data.depth[mos_items], data.mos[mos_items], data.weak[mos_items],
-                   data.flags[mos_items], data.group[mos_items], data.severity[mos_items], [])
-    _, probs = predict_arrays(model, sub)
+    _, probs = predict_arrays(model, data.take(mos_items))
     counts = {}
     for kind, limit in below.items():
         j = DISTORTIONS.index(kind)
@@ -378,7 +382,7 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
                     "history": history}, state_path)
     model.eval()
-    if cfg.train_only and all(_under(p.rstrip("."), list(FLAG_ONLY_MODULES)) for p in cfg.train_only):
+    if cfg.train_only and all(_under(p.rstrip("."), FLAG_ONLY_MODULES) for p in cfg.train_only):
         calib = model.calibration  # the quality path did not train: the starting checkpoint's calibration holds
     else:
         calib = fit_calibration(model, data.train)
