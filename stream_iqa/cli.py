@@ -1,7 +1,9 @@
 """The one entry point: ``stream-iqa COMMAND``.
 
-Exit codes follow the output contract: 0 done, 2 bad command-line arguments (argparse), 3 input that could not be
-read or decoded (one clear line on stderr, no traceback).
+Exit codes follow the output contract: 0 done; 2 bad command-line arguments or configuration (invalid flag or
+setting, malformed YAML, unknown model, unusable device); 3 input that could not be read or decoded, a missing
+checkpoint or data file, an output that cannot be written. Each failure is one line on stderr, no traceback; an
+unexpected exception is a bug and keeps its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -13,24 +15,61 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from stream_iqa import __version__
+from stream_iqa.errors import EXIT_INPUT, EXIT_USAGE, ConfigError, FileError, StreamIQAError
 
-EXIT_OK, EXIT_USAGE, EXIT_INPUT = 0, 2, 3
+if TYPE_CHECKING:
+    from stream_iqa.settings import ModelSettings, Settings
+
+EXIT_OK = 0
+MODEL_FLAGS = {"name": "model", "checkpoint": "checkpoint", "device": "device"}  # setting -> flag
+REPLAY_OUTPUTS = ("dump", "plot", "html")
 
 
-def _settings(args: argparse.Namespace, **overrides: Any):
+def _given(args: argparse.Namespace, **flags: str) -> dict[str, Any]:
+    """The flags the user gave, keyed by the setting each one sets (argparse leaves the others None)."""
+    return {setting: getattr(args, flag) for setting, flag in flags.items() if getattr(args, flag, None) is not None}
+
+
+def _settings(args: argparse.Namespace, **sections: dict[str, Any]) -> Settings:
+    """The settings with the flags given as ``sections`` (``video={"fps": 1.0}``) as the highest-priority source.
+
+    They go through ``Settings.load`` like every other value, so ``--fps 0`` is refused exactly as
+    ``STREAM_IQA_VIDEO__FPS=0`` is, and the rest of each section still comes from the environment and the YAML file.
+    """
     from stream_iqa.logging import configure_logging
     from stream_iqa.settings import Settings
 
-    settings = Settings.load(config=getattr(args, "config", None))
-    model = settings.model.model_copy(update={k: v for k, v in overrides.items() if v is not None})
-    settings = settings.model_copy(update={"model": model})
-    if getattr(args, "depth", None):
-        settings = settings.model_copy(update={"depth": settings.depth.model_copy(update={"source": args.depth})})
+    settings = Settings.load(config=getattr(args, "config", None), **{k: v for k, v in sections.items() if v})
     configure_logging(settings.log.level, settings.log.format)
     return settings
+
+
+def _model_settings(
+    args: argparse.Namespace, model: dict[str, Any] | None = None, **sections: dict[str, Any]
+) -> Settings:
+    """Settings for a command that loads the model: --model, --checkpoint, --device and --depth applied (``model``
+    adds fixed values), and the model name and device checked before any work is done."""
+    settings = _settings(args, model={**_given(args, **MODEL_FLAGS), **(model or {})},
+                         depth=_given(args, source="depth"), **sections)
+    _check_model(settings.model)
+    return settings
+
+
+def _check_model(model: ModelSettings) -> None:
+    """Turn what the registry would raise much later (KeyError for a name, RuntimeError for missing CUDA) into
+    configuration errors now, before a broker starts or a clip is decoded."""
+    from stream_iqa.nn.registry import list_models, resolve_device
+
+    known = list_models()
+    if model.name not in known:
+        raise ConfigError(f"model.name: unknown model {model.name!r}; known: {', '.join(known)}")
+    try:
+        resolve_device(model.device)
+    except RuntimeError as exc:
+        raise ConfigError(f"model.device: {exc}") from exc
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -39,7 +78,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from stream_iqa.scoring import load_scorer, score_files
 
-    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
+    settings = _model_settings(args)
     scorer = load_scorer(settings)
     failed = 0
     rows = []
@@ -65,10 +104,18 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from stream_iqa.settings import describe_yaml_error
     from stream_iqa.train.trainer import TrainConfig, train
 
     settings = _settings(args)
-    cfg = TrainConfig.from_yaml(args.recipe) if args.recipe else TrainConfig()
+    try:
+        cfg = TrainConfig.from_yaml(args.recipe) if args.recipe else TrainConfig()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {args.recipe} is not valid YAML: {describe_yaml_error(exc)}") from exc
+    except ValueError as exc:  # how from_yaml refuses a recipe: unknown or invalid training settings
+        raise ConfigError(str(exc)) from exc
     for key in ("epochs", "seed", "variants", "batch_size", "threads"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
@@ -94,8 +141,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from stream_iqa.scoring import load_scorer
     from stream_iqa.train.evaluate import evaluate_images
 
-    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
-    items = load_mos_dataset(args.kind, args.root)
+    settings = _model_settings(args)
+    try:
+        items = load_mos_dataset(args.kind, args.root)
+    except ValueError as exc:  # load_mos_dataset's documented meaning: a malformed table or data file
+        raise FileError(str(exc)) from exc
     if args.limit:
         items = items[: args.limit]
     scorer = load_scorer(settings)
@@ -107,18 +157,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from stream_iqa.dumps import write_frames
+    from stream_iqa.dumps import check_writable
     from stream_iqa.pipeline import Pipeline
     from stream_iqa.schema import ErrorRecord
     from stream_iqa.video import VideoError
 
-    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
-    video = {k: v for k, v in (("fps", args.fps), ("sampling", args.sampling), ("backend", args.backend)) if v is not None}
-    if video:
-        settings = settings.model_copy(update={"video": settings.video.model_copy(update=video)})
+    settings = _model_settings(args, video=_given(args, fps="fps", sampling="sampling", backend="backend"))
+    outputs = {flag: getattr(args, flag) for flag in REPLAY_OUTPUTS if getattr(args, flag)}
+    for flag, path in outputs.items():
+        check_writable(path, f"--{flag}")
     clip_id = args.clip_id or Path(args.video).name
     pipeline = Pipeline(settings)
     try:
@@ -132,19 +179,41 @@ def cmd_replay(args: argparse.Namespace) -> int:
         else:
             print(f"stream-iqa replay: {exc} [{exc.code}]", file=sys.stderr)
         return EXIT_INPUT
-    if args.dump:
-        write_frames(analysis.frames, args.dump)
-    if args.plot or args.html:
+    problems = _write_outputs(analysis, Path(args.video), outputs)
+    _print_report(analysis.report, clip_id, as_json=args.json)
+    if problems:  # after the report: an output that failed (disk full) must not cost the analysis itself
+        print(f"stream-iqa replay: {problems}", file=sys.stderr)
+        return EXIT_INPUT
+    return EXIT_OK
+
+
+def _write_outputs(analysis: Any, video: Path, outputs: dict[str, Path]) -> str:
+    """Write replay's --dump, --plot and --html files; what failed comes back as one line ('' when nothing did)."""
+    from stream_iqa.dumps import cannot_write, write_frames
+
+    writers: dict[str, Callable[[Path], Any]] = {"dump": lambda path: write_frames(analysis.frames, path)}
+    if "plot" in outputs or "html" in outputs:
         from stream_iqa.report import plot_quality, write_html  # matplotlib only when asked for
 
-        if args.plot:
-            plot_quality(analysis, args.plot)
-        if args.html:
-            write_html(analysis, Path(args.video), args.html)
-    report = analysis.report
-    if args.json:
+        writers["plot"] = lambda path: plot_quality(analysis, path)
+        writers["html"] = lambda path: write_html(analysis, video, path)
+    problems = []
+    for flag, path in outputs.items():
+        try:
+            writers[flag](path)
+        except OSError as exc:
+            problems.append(str(cannot_write(f"--{flag}", path, exc)))
+    return "; ".join(problems)
+
+
+def _print_report(report: Any, clip_id: str, as_json: bool) -> None:
+    """The ClipReport alone as JSON, or a summary line and the table of degraded segments."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if as_json:
         print(report.model_dump_json(by_alias=True))
-        return EXIT_OK
+        return
     console = Console()
     q = report.quality
     console.print(f"[bold]{clip_id}[/bold]: {report.duration_s:.2f} s, {report.frames_analyzed} frames analysed; "
@@ -158,7 +227,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         console.print(table)
     else:
         console.print("no low-light, haze or flare segments")
-    return EXIT_OK
 
 
 @contextlib.contextmanager
@@ -185,7 +253,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
+    settings = _model_settings(args)
     if args.photos:
         from stream_iqa.demo import run_demo
         from stream_iqa.scoring import load_scorer
@@ -203,10 +271,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from stream_iqa.service.app import Service, ServiceStartError
 
-    settings = _settings(args, device=args.device, checkpoint=args.checkpoint, name=args.model)
-    if args.bootstrap_servers:
-        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
-            update={"bootstrap_servers": args.bootstrap_servers})})
+    settings = _model_settings(args, kafka=_given(args, bootstrap_servers="bootstrap_servers"))
     try:
         return Service(settings).run()
     except ServiceStartError as exc:
@@ -219,7 +284,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from stream_iqa.scoring import load_scorer
 
     # the PyTorch model is what gets exported, whatever backend the settings would serve with
-    settings = _settings(args, device="cpu", checkpoint=args.checkpoint, name=args.model, backend="torch")
+    settings = _model_settings(args, model={"device": "cpu", "backend": "torch"})
     model = load_scorer(settings).model
     if getattr(model, "model_name", "") != "dgiqa-lite":
         print(f"stream-iqa export: only dgiqa-lite exports to ONNX (got {model.model_name})", file=sys.stderr)
@@ -263,8 +328,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (exit 2) like every other failure, not usage + error.
+    Subcommand parsers are made with the parent's class, so this covers them too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="stream-iqa", description=__doc__.splitlines()[0])
+    p = _Parser(prog="stream-iqa", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"stream-iqa {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -374,11 +447,29 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv  # the exact command, for benchmark records
     try:
         return int(args.func(args))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"stream-iqa {args.command}: {exc}", file=sys.stderr)
-        return EXIT_INPUT
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        code = _exit_code(exc)
+        if code is None:
+            raise  # a bug: keep the traceback (exit 1)
+        print(f"stream-iqa {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return code
+
+
+def _exit_code(exc: Exception) -> int | None:
+    """The exit code of a failure the user can fix, or None for anything else.
+
+    Only the project's own error types qualify, plus a missing file (a checkpoint, a data set): a ``ValueError`` or
+    ``KeyError`` from a programming mistake must not pass for bad input.
+    """
+    if isinstance(exc, StreamIQAError):
+        return exc.exit_code
+    if isinstance(exc, FileNotFoundError):
+        return EXIT_INPUT
+    from stream_iqa.nn.checkpoint import CheckpointError
+
+    return EXIT_INPUT if isinstance(exc, CheckpointError) else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,22 +3,57 @@
 Values come, highest priority first, from: keyword arguments, environment variables (``STREAM_IQA_…``, nested with
 ``__``, e.g. ``STREAM_IQA_MODEL__DEVICE=cuda``), a YAML file (``--config`` or ``STREAM_IQA_CONFIG``), then the
 defaults below. Users script against these names: keep them stable.
+
+``Settings.load`` turns every invalid value, from any source, into one ``ConfigError`` naming the setting, and warns
+about ``STREAM_IQA_…`` variables that name no setting (a typo would otherwise be silently ignored).
 """
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import json
 import os
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from stream_iqa.errors import ConfigError
+from stream_iqa.logging import get_logger
 from stream_iqa.temporal import TemporalSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "dgiqa-lite" / "model.safetensors"
+ENV_PREFIX = "STREAM_IQA_"
+
+T = TypeVar("T")
+
+
+def _split_list(value: Any) -> Any:
+    """Lists from the environment arrive as one string: take a JSON list or, as people write them, ``a,b``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text.startswith("["):
+        return [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not a JSON list ({exc.msg}); give a JSON list or comma-separated values") from None
+
+
+# A list setting that also accepts comma-separated text; NoDecode stops pydantic-settings from insisting on JSON.
+CommaList = Annotated[list[T], NoDecode, BeforeValidator(_split_list)]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_])?")
 
 
 class ModelSettings(BaseModel):
@@ -49,6 +84,26 @@ class ModelSettings(BaseModel):
     teacher_crops: int = Field(10, ge=1, description="Random 224² crops for the teacher's official inference.")
     teacher_seed: int = Field(0, description="Seed of the teacher's crop positions (the official code is seeded).")
 
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        """Checked here so that a typo fails at start, not after a model has loaded; CUDA's presence is checked by
+        whoever loads the model (this module does not import torch)."""
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+    @model_validator(mode="after")
+    def _loadable(self) -> "ModelSettings":
+        """Combinations the loader refuses only after the model modules are imported; refused here as well so that
+        they are configuration errors at start (the CLI's exit 2), wherever the values came from."""
+        if self.name == "dgiqa" and self.checkpoint is not None and self.checkpoint.suffix == ".safetensors":
+            raise ValueError(f"model 'dgiqa' needs the official DGIQA .pth: set STREAM_IQA_MODEL__CHECKPOINT "
+                             f"(or --checkpoint), not {self.checkpoint.name}")
+        if self.backend == "onnxruntime" and self.name != "dgiqa-lite":
+            raise ValueError(f"the onnxruntime backend runs an exported dgiqa-lite, not {self.name!r}")
+        return self
+
 
 class DepthSettings(BaseModel):
     """Where depth maps come from. ``auto`` uses Depth Anything when its checkpoint is set, else the prior."""
@@ -61,6 +116,14 @@ class DepthSettings(BaseModel):
         "v2", description="V1 and V2 files share one layout, so the version must be stated (they tap different blocks)."
     )
     depth_anything_input: int = Field(518, ge=14, description="Shorter input side for Depth Anything (multiple of 14).")
+
+    @model_validator(mode="after")
+    def _depth_anything_has_weights(self) -> "DepthSettings":
+        """Refused at start rather than when the first frame needs depth (see ``ModelSettings._loadable``)."""
+        if self.source == "depth-anything" and self.depth_anything_checkpoint is None:
+            raise ValueError("source 'depth-anything' needs a checkpoint: set "
+                             "STREAM_IQA_DEPTH__DEPTH_ANYTHING_CHECKPOINT to a local Depth Anything ViT-S .pth")
+        return self
 
 
 class DepthReuseSettings(BaseModel):
@@ -105,6 +168,11 @@ class DataSettings(BaseModel):
     cache_dir: Path = Field(REPO_ROOT / ".cache", description="Derived training caches (synthetic sets, features).")
 
 
+#: demuxers that read other files, URLs or devices named inside the input (never allowed in video.allowed_formats)
+_FILE_OPENING_DEMUXERS = frozenset({"concat", "hls", "applehttp", "dash", "image2", "image2pipe", "tee", "lavfi",
+                                    "imf", "mpl2", "ffmetadata", "avisynth", "vapoursynth", "fifo", "segment"})
+
+
 class VideoSettings(BaseModel):
     """How clips are opened, sampled and bounded.
 
@@ -116,12 +184,37 @@ class VideoSettings(BaseModel):
         "fps", description="'fps': N frames per second by timestamp; 'every_n': every Nth decoded frame; "
         "'keyframes': key frames only (non-key frames are skipped by the decoder, the cheapest policy)."
     )
-    fps: float = Field(2.0, gt=0, description="Frames per second for the 'fps' policy.")
+    fps: float = Field(2.0, gt=0, allow_inf_nan=False, description="Frames per second for the 'fps' policy.")
     every_n: int = Field(10, ge=1, description="Stride for the 'every_n' policy.")
     max_duration_s: float = Field(3600.0, gt=0, description="Longest clip accepted (seconds).")
     max_pixels: int = Field(3840 * 2160, gt=0, description="Largest frame accepted (width × height).")
     max_bytes: int = Field(2 * 1024**3, gt=0, description="Largest file or payload accepted (bytes).")
-    allow_urls: bool = Field(False, description="Let FFmpeg open http(s) URLs; off by default (SSRF, cost).")
+    allow_urls: bool = Field(
+        False, description="Accept http(s) URLs (fetched by stream-iqa, never by FFmpeg: every redirect is vetted, "
+        "with connect/read timeouts and the byte limit); off by default (SSRF, cost)."
+    )
+    allowed_formats: CommaList[str] = Field(
+        ["mov", "matroska", "mpegts", "flv", "avi", "mpeg", "h264", "hevc"],
+        description="FFmpeg demuxers an input may be opened with (FFmpeg's format_whitelist): mov = mp4/mov/m4v/3gp/"
+        "fMP4, matroska = mkv/webm, mpegts, flv, avi, mpeg (program streams), raw h264/hevc. Demuxers that open other "
+        "files (concat, hls, dash, image2, tee, lavfi …) are refused here; HLS only through allow_playlists.",
+    )
+    allow_playlists: bool = Field(
+        False, description="Accept HLS playlists (.m3u8). Every file or URL a playlist names is vetted like a job "
+        "URI (allowed roots, allowed hosts) before FFmpeg may read it. Concat lists are never accepted: FFmpeg's "
+        "concat demuxer opens its entries without the hook that vets them."
+    )
+    @field_validator("allowed_formats")
+    @classmethod
+    def _no_demuxer_that_opens_files(cls, names: list[str]) -> list[str]:
+        names = [n.strip().lower() for n in names if n.strip()]
+        if bad := sorted(set(names) & _FILE_OPENING_DEMUXERS):
+            raise ValueError(f"{', '.join(bad)} would let an input make FFmpeg open other files or URLs; "
+                             "HLS is enabled by video.allow_playlists, the others never")
+        return names
+
+    connect_timeout_s: float = Field(10.0, gt=0, description="URL inputs: longest wait for a TCP/TLS connection.")
+    read_timeout_s: float = Field(30.0, gt=0, description="URL inputs: longest silence while reading a response.")
     threads: int = Field(0, ge=0, description="Decoder threads; 0 lets FFmpeg/decord choose.")
     backend: Literal["pyav", "decord"] = Field(
         "pyav", description="'decord' reads local files only; URLs and bytes always use PyAV."
@@ -201,6 +294,17 @@ class KafkaSettings(BaseModel):
     ssl_password: SecretStr | None = None
     ssl_check_hostname: bool = True
 
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        """An address kafka-python cannot parse makes it retry forever; refuse it at start instead."""
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        if not entries:
+            raise ValueError("needs at least one host:port")
+        for entry in entries:
+            _check_host_port(entry)
+        return value
+
     def client_options(self) -> dict[str, Any]:
         """The connection and security options shared by consumer, producer and admin client (kafka-python names)."""
         opts: dict[str, Any] = {
@@ -232,12 +336,12 @@ class ServiceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    allowed_roots: list[Path] = Field(
+    allowed_roots: CommaList[Path] = Field(
         default_factory=list,
         description="Folders that file:// job URIs may point into (after resolving symlinks; '..' is refused). "
         "Empty: file jobs are refused.",
     )
-    allowed_hosts: list[str] = Field(
+    allowed_hosts: CommaList[str] = Field(
         default_factory=list,
         description="Hosts that http(s):// job URIs may name; also needs video.allow_urls. Empty: URL jobs refused.",
     )
@@ -257,10 +361,17 @@ class ServiceSettings(BaseModel):
     lag_interval_s: float = Field(10.0, gt=0, description="How often consumer lag per partition is refreshed.")
     reconnect_backoff_s: float = Field(1.0, gt=0, description="First wait before reconnecting; doubles per failure.")
     reconnect_backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnection attempts.")
+    clip_timeout_s: float = Field(
+        900.0, gt=0, description="Wall-clock deadline of one clip, from taking the message to publishing its output. "
+        "A clip past it ends as a 'timeout' error record (committed); a clip thread that ignores it (stuck in native "
+        "code) is left behind after clip_timeout_s + 10 s and counted in stream_iqa_stuck_clip_threads."
+    )
 
 
 class LogSettings(BaseModel):
-    level: str = "INFO"
+    level: Annotated[LogLevel, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = Field(
+        "INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)."
+    )
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="'auto': readable on a terminal, JSON otherwise (services, pipes)."
     )
@@ -298,9 +409,22 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, config: str | Path | None = None, **overrides: Any) -> "Settings":
+        """Settings from ``overrides`` (nested dicts per section, e.g. ``model={"device": "cpu"}``), the environment,
+        the YAML file and the defaults, validated together.
+
+        Overrides are merged field by field with the other sources, so ``model={"device": "cpu"}`` keeps
+        ``STREAM_IQA_MODEL__THREADS``. This is how command-line flags must be applied: ``model_copy(update=…)``
+        would skip validation. Raises ``ConfigError`` with one readable line naming each invalid setting.
+        """
+        _warn_unknown_variables(os.environ)
         if config is not None:
             overrides["config"] = Path(config)
-        return cls(**overrides)
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from exc
+        except SettingsError as exc:  # a value the environment source could not even parse (e.g. bad JSON)
+            raise ConfigError(f"{exc}: {exc.__cause__}" if exc.__cause__ else str(exc)) from exc
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data with secrets replaced, for ``stream-iqa config`` and logs."""
@@ -323,11 +447,92 @@ class _YamlSource(PydanticBaseSettingsSource):
             return {}
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {path} not found (set --config or STREAM_IQA_CONFIG)")
-        data = yaml.safe_load(path.read_text()) or {}
+            raise ConfigError(f"config file {path} not found (set --config or STREAM_IQA_CONFIG)")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {describe_yaml_error(exc)}") from exc
         if not isinstance(data, dict):
-            raise ValueError(f"config file {path} must hold a mapping at the top level")
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
         return data
+
+
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
+    """PyYAML's message runs over several lines with a source excerpt; keep the problem and where it is."""
+    problem = getattr(exc, "problem", None) or str(exc)
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Each problem as ``section.field: message`` (e.g. ``video.fps: Input should be greater than 0``), joined on
+    one line: pydantic's own text spreads one problem over three lines and ends each with a URL."""
+    return "; ".join(
+        f"{'.'.join(map(str, err['loc'])) or 'settings'}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors(include_url=False)
+    )
+
+
+def _check_host_port(entry: str) -> None:
+    host, sep, port = entry.rpartition(":")
+    if not sep or not host or not port:
+        raise ValueError(f"{entry!r} is not host:port (e.g. kafka:9092)")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{entry!r}: port {port!r} is not a number from 1 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{entry!r}: {host} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError(f"{entry!r}: write an IPv6 address in brackets, e.g. [::1]:9092")
+    elif not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{entry!r}: {host!r} is not a host name or address")
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    """The model class of a nested section (``X`` or ``X | None``), else None."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _variables(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, bool]]:
+    """Every variable the settings tree reads below ``prefix``, with whether it is a mapping (whose keys may follow
+    after another ``__``). A section is a variable too: it takes the whole section as JSON."""
+    for name, field in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        yield variable, field.annotation is dict or get_origin(field.annotation) is dict
+        section = _section_type(field.annotation)
+        if section is not None:
+            yield from _variables(section, variable + "__")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """``STREAM_IQA_…`` variables that name no setting, each with the closest valid name (or None).
+
+    pydantic-settings ignores them, so ``STREAM_IQA_KAFKA_BOOTSTRAP_SERVERS`` (one underscore) would silently leave
+    the default broker in place. Names are compared in upper case, as the settings read them case-insensitively.
+    """
+    variables = dict(_variables(Settings, ENV_PREFIX))
+    mappings = tuple(name + "__" for name, is_mapping in variables.items() if is_mapping)
+    suffixes = {name[len(ENV_PREFIX):]: name for name in variables}
+    unknown = []
+    for key in environ:
+        name = key.upper()
+        if not name.startswith(ENV_PREFIX) or name in variables or name.startswith(mappings):
+            continue
+        close = difflib.get_close_matches(name[len(ENV_PREFIX):], suffixes, n=1)
+        unknown.append((key, suffixes[close[0]] if close else None))
+    return unknown
+
+
+def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    for variable, closest in unknown_variables(environ):
+        get_logger(__name__).warning("unknown setting variable ignored", variable=variable, did_you_mean=closest)
 
 
 def _mask(value: Any) -> Any:
