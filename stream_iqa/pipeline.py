@@ -18,15 +18,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from stream_iqa.deadline import Deadline
 from stream_iqa.depth.state import DepthState
 from stream_iqa.engine import SharedBatcher
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import DISTORTIONS
-from stream_iqa.schema import ClipReport, Distortions, FrameRecord, ModelInfo, Source
+from stream_iqa.schema import ClipReport, Distortions, FrameRecord, Integrity, ModelInfo, Source
 from stream_iqa.scoring import Scorer, load_scorer
 from stream_iqa.settings import Settings
 from stream_iqa.temporal import build_report
-from stream_iqa.video import SampledFrame, VideoInput, open_video, video_error
+from stream_iqa.video import InputPolicy, SampledFrame, VideoInput, open_video, video_error
+from stream_iqa.video.frame import integrity_of
 
 log = get_logger(__name__)
 
@@ -88,15 +90,21 @@ class Pipeline:
         depth_state: DepthState | None = None,
         name: str | None = None,
         on_frame: Callable[[FrameRecord], None] | None = None,
+        policy: InputPolicy | None = None,
+        deadline: Deadline | None = None,
     ) -> ClipAnalysis:
-        """Analyse one clip. Raises ``VideoError`` (with a contract code) for input that cannot be analysed."""
+        """Analyse one clip. Raises ``VideoError`` (with a contract code) for input that cannot be analysed, and
+        ``Cancelled`` when ``deadline``'s cancel event is set. ``policy``: where the input (and anything it names)
+        may be read from; default anywhere, as for replay."""
         cfg = self.settings.engine
+        deadline = deadline or Deadline.none()
         records: list[FrameRecord] = []
         timings = {"decode": 0.0, "depth": 0.0, "model": 0.0}
-        with open_video(src, self.settings.video, short_side=cfg.analysis_short_side, name=name or clip_id) as clip:
+        with open_video(src, self.settings.video, short_side=cfg.analysis_short_side, name=name or clip_id,
+                        policy=policy, deadline=deadline) as clip:
             batch: list[SampledFrame] = []
             last_t = 0.0
-            for frame in _prefetch(clip.frames(), cfg.prefetch, timings):
+            for frame in _prefetch(clip.frames(), cfg.prefetch, timings, deadline):
                 if batch and frame.rgb.shape != batch[0].rgb.shape:  # resolution change mid-stream
                     records += self._score(batch, depth_state, on_frame, timings)
                     batch = []
@@ -107,7 +115,7 @@ class Pipeline:
                     batch = []
             if batch:
                 records += self._score(batch, depth_state, on_frame, timings)
-            info = clip.info
+            info, decoded_s = clip.info, clip.decoded_duration_s
         if not records:
             raise video_error("undecodable_video", name or clip_id, "no frame could be decoded")
         duration = info.duration_s if info.duration_s else last_t + (1.0 / info.fps if info.fps else 0.0)
@@ -116,6 +124,12 @@ class Pipeline:
             records, clip_id=clip_id, stream_id=stream_id or clip_id, duration_s=duration, model=self.model_info,
             thresholds=self.thresholds, settings=self.settings.temporal, source=source,
         )
+        truncated, declared = integrity_of(info, decoded_s)
+        if truncated:
+            log.warning("clip is shorter than its container declares", clip_id=clip_id, declared_s=declared,
+                        decoded_s=round(decoded_s, 3))
+        report = report.model_copy(update={"integrity": Integrity(
+            truncated=truncated, declared_duration_s=declared, decoded_duration_s=round(decoded_s, 3))})
         return ClipAnalysis(report=report, frames=records, timings=timings)
 
     @torch.inference_mode()
@@ -152,9 +166,12 @@ class Pipeline:
         return records
 
 
-def _prefetch(frames: Iterator[SampledFrame], depth: int, timings: dict[str, float] | None = None) -> Iterator[SampledFrame]:
+def _prefetch(frames: Iterator[SampledFrame], depth: int, timings: dict[str, float] | None = None,
+              deadline: Deadline | None = None) -> Iterator[SampledFrame]:
     """Run the decoder on its own thread, ``depth`` frames ahead; its errors are re-raised here, in order.
-    ``timings["decode"]`` accumulates the decode thread's busy time (waits on a full queue excluded)."""
+    ``timings["decode"]`` accumulates the decode thread's busy time (waits on a full queue excluded). Waiting for
+    the next frame checks ``deadline`` several times a second, so a decoder stuck in native code cannot hold the
+    clip past it (the daemon thread is left to finish on its own)."""
     q: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -186,9 +203,14 @@ def _prefetch(frames: Iterator[SampledFrame], depth: int, timings: dict[str, flo
 
     worker = threading.Thread(target=produce, name="decode", daemon=True)
     worker.start()
+    deadline = deadline or Deadline.none()
     try:
         while True:
-            item = q.get()
+            deadline.check()
+            try:
+                item = q.get(timeout=0.2)
+            except queue.Empty:
+                continue
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -196,7 +218,7 @@ def _prefetch(frames: Iterator[SampledFrame], depth: int, timings: dict[str, flo
             yield item
     finally:
         stop.set()
-        worker.join(timeout=5)
+        worker.join(timeout=2)
         close = getattr(frames, "close", None)
         if close is not None and not worker.is_alive():
             close()

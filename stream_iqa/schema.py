@@ -19,7 +19,9 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CLIP_REPORT_SCHEMA = "stream-iqa/clip-report/1"
-ERROR_SCHEMA = "stream-iqa/error/1"
+#: error/2 added the ``timeout`` code to the closed set (a v1 reader that validates codes would reject it); error/1
+#: records are still accepted on input
+ERROR_SCHEMA = "stream-iqa/error/2"
 
 #: distortion types, in the model's head order; part of the contract
 DistortionType = Literal["low_light", "haze", "flare"]
@@ -34,6 +36,7 @@ ErrorCode = Literal[
     "no_video_stream",  # a readable container without a video stream (audio-only, zero frames)
     "too_large",  # over the byte or pixel limits in settings
     "too_long",  # over the duration limit in settings
+    "timeout",  # not finished within the clip's wall-clock deadline (error/2)
     "internal",  # a bug or resource failure on our side; never the input's fault
 ]
 ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
@@ -95,6 +98,18 @@ class Source(_Contract):
     offset: int = Field(ge=0)
 
 
+class Integrity(_Contract):
+    """What was decoded against what the container declares: a file cut short (a truncated upload, a segment written
+    while the recorder died) decodes without an error, so without this the report would look complete.
+
+    ``decoded_duration_s`` runs from the first to the end of the last packet demuxed; ``truncated`` is true when it
+    falls short of ``declared_duration_s`` by more than ``max(0.5 s, two frame intervals)``."""
+
+    truncated: bool
+    declared_duration_s: float | None = Field(None, ge=0.0)
+    decoded_duration_s: float = Field(ge=0.0)
+
+
 class ClipReport(_Contract):
     """One report per clip: the Kafka output topic and ``stream-iqa replay VIDEO --json``.
 
@@ -116,6 +131,8 @@ class ClipReport(_Contract):
     idempotency_key: str | None = Field(
         None, description="Kafka output only: the same for every redelivery of one input message, so consumers can "
         "drop duplicates (at-least-once delivery). Null for replay.")
+    integrity: Integrity | None = Field(
+        None, description="Decoded against declared duration; ``truncated`` flags a clip cut short (added field).")
 
     @model_validator(mode="after")
     def _segments_consistent(self) -> ClipReport:
@@ -152,7 +169,7 @@ class ErrorRecord(_Contract):
     """One per failed clip: the errors topic, and replay's stderr before a non-zero exit. ``clip_id`` is ``None``
     when the input was too broken to carry one (e.g. ``invalid_message``)."""
 
-    schema_: Literal["stream-iqa/error/1"] = Field(ERROR_SCHEMA, alias="schema")
+    schema_: Literal["stream-iqa/error/2", "stream-iqa/error/1"] = Field(ERROR_SCHEMA, alias="schema")
     clip_id: str | None
     code: ErrorCode
     message: str = Field(min_length=1)

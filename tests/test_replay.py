@@ -111,7 +111,7 @@ def test_bad_input_with_json_gives_an_error_record(tmp_path, clips, capsys):
     assert main(["replay", "--json", "--depth", "prior", str(path)]) == 3
     captured = capsys.readouterr()
     record = json.loads(captured.err.strip())
-    assert captured.out == "" and record["schema"] == "stream-iqa/error/1" and record["code"] == code
+    assert captured.out == "" and record["schema"] == "stream-iqa/error/2" and record["code"] == code
 
 
 def test_absurd_dimensions_and_urls_are_refused(tmp_path, capsys, monkeypatch):
@@ -211,3 +211,38 @@ def test_resolution_change_mid_stream_is_analysed(pipeline, tmp_path):
                                     video={"sampling": "every_n", "every_n": 5}), scorer=pipeline.scorer)
     analysis = every5.analyze(parts[0] + parts[1], clip_id="switch", depth_state=every5.new_depth_state())
     assert analysis.report.frames_analyzed == 8  # both resolutions scored (sizes differ, so batches split)
+
+
+def _faststart_mp4(path: Path, seconds: float = 5.0, fps: int = 10) -> Path:
+    """An mp4 with its index (moov) in front, as web encoders write them: cut anywhere, it still opens."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(int(seconds * fps)):
+            rgb = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_a_truncated_file_says_so_and_a_whole_one_does_not(tmp_path, capsys):
+    whole = _faststart_mp4(tmp_path / "whole.mp4")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    assert main(["replay", "--json", "--depth", "prior", str(whole)]) == 0
+    complete = json.loads(capsys.readouterr().out)["integrity"]
+    assert complete["truncated"] is False and complete["declared_duration_s"] == pytest.approx(5.0, abs=0.11)
+    assert complete["decoded_duration_s"] == pytest.approx(5.0, abs=0.11)
+    assert main(["replay", "--json", "--depth", "prior", str(cut)]) == 0  # what was decoded is still reported
+    report = json.loads(capsys.readouterr().out)
+    assert report["integrity"]["truncated"] is True
+    assert report["integrity"]["declared_duration_s"] == pytest.approx(5.0, abs=0.11)
+    assert report["integrity"]["decoded_duration_s"] < 4.5
+    assert report["duration_s"] == pytest.approx(5.0, abs=0.11)  # the container's duration, as documented

@@ -64,13 +64,13 @@ def test_examples_match_the_contract_document():
 def test_clip_report_json_has_exactly_the_contract_fields_plus_documented_additions():
     report = ClipReport.model_validate({**CLIP_EXAMPLE, "distortion_share": SHARE})
     out = json.loads(report.model_dump_json())
-    added = {"distortion_share", "idempotency_key"} | {f"distortion_share.{k}" for k in SHARE}
+    added = {"distortion_share", "idempotency_key", "integrity"} | {f"distortion_share.{k}" for k in SHARE}
     assert _keys(out) - _keys(CLIP_EXAMPLE) == added
     assert _keys(CLIP_EXAMPLE) <= _keys(out)
     assert out["schema"] == CLIP_REPORT_SCHEMA
     assert ClipReport.model_validate_json(report.model_dump_json()) == report
-    assert {k: v for k, v in out.items() if k not in ("distortion_share", "idempotency_key")} == CLIP_EXAMPLE
-    assert out["idempotency_key"] is None  # set only on Kafka output
+    assert {k: v for k, v in out.items() if k not in ("distortion_share", "idempotency_key", "integrity")} == CLIP_EXAMPLE
+    assert out["idempotency_key"] is None and out["integrity"] is None  # set by Kafka output / the pipeline
 
 
 def test_replay_report_serialises_source_as_null():
@@ -89,10 +89,10 @@ def test_frame_and_error_records_round_trip():
     with_extras = FrameRecord.model_validate({**FRAME_EXAMPLE, "depth_fresh": True, "flags": {"low_light": True}})
     assert FrameRecord.model_validate_json(with_extras.model_dump_json()) == with_extras
 
-    err = ErrorRecord.model_validate(ERROR_EXAMPLE)
-    assert json.loads(err.model_dump_json()) == {**ERROR_EXAMPLE, "idempotency_key": None}  # added, Kafka only
+    err = ErrorRecord.model_validate(ERROR_EXAMPLE)  # an error/1 record still parses, and is written as error/2
+    assert json.loads(err.model_dump_json()) == {**ERROR_EXAMPLE, "schema": "stream-iqa/error/1", "idempotency_key": None}
     assert json.loads(ErrorRecord(clip_id=None, code="invalid_message", message="not JSON").model_dump_json()) == {
-        "schema": "stream-iqa/error/1", "clip_id": None, "code": "invalid_message", "message": "not JSON",
+        "schema": "stream-iqa/error/2", "clip_id": None, "code": "invalid_message", "message": "not JSON",
         "source": None, "idempotency_key": None}
 
 
@@ -101,7 +101,7 @@ def test_closed_sets_match_the_contract_and_the_model():
 
     assert DISTORTION_TYPES == DISTORTIONS
     assert set(ERROR_CODES) == {"invalid_message", "uri_not_allowed", "not_found", "undecodable_video",
-                                "no_video_stream", "too_large", "too_long", "internal"}
+                                "no_video_stream", "too_large", "too_long", "timeout", "internal"}
     with pytest.raises(ValidationError):
         ErrorRecord.model_validate({**ERROR_EXAMPLE, "code": "oops"})
 

@@ -15,11 +15,13 @@ from .decode import PyAVClip
 from .errors import ErrorCode, VideoError, video_error
 from .frame import ClipInfo, SampledFrame, VideoClip
 from stream_iqa.settings import VideoSettings
-from .source import VideoInput, resolve_source
+from .source import InputPolicy, VideoInput, resolve_source
+from stream_iqa.deadline import Deadline
 
 __all__ = [
     "ClipInfo",
     "ErrorCode",
+    "InputPolicy",
     "SampledFrame",
     "VideoClip",
     "VideoError",
@@ -38,20 +40,24 @@ def open_video(
     size: tuple[int, int] | None = None,
     short_side: int | None = None,
     name: str | None = None,
+    policy: InputPolicy | None = None,
+    deadline: Deadline | None = None,
 ) -> VideoClip:
     """Vet and open ``src`` (path, http(s) URL if allowed, or bytes of a self-contained segment).
 
     ``size`` = (width, height) of the returned frames, resized by the decoder's scaler; ``short_side`` instead
     downscales (never upscales) so the shorter side has that length, aspect kept; ``name`` labels bytes input
-    in errors. decord is used only when asked for and the input is a local file.
+    in errors; ``policy`` says where the input and anything it names may be read from (default: anywhere, as for
+    replay); ``deadline`` bounds fetching and decoding. decord is used only when asked for and the input is a local
+    file (not a playlist).
     """
     settings = settings or VideoSettings()
-    source = resolve_source(src, settings, name)
-    if settings.backend == "decord" and source.path is not None:
+    source = resolve_source(src, settings, name, policy)
+    if settings.backend == "decord" and source.path is not None and not source.playlists:
         from .decord_backend import DecordClip
 
-        return DecordClip(source, settings, size, short_side)
-    return PyAVClip(source, settings, size, short_side)
+        return DecordClip(source, settings, size, short_side, deadline)
+    return PyAVClip(source, settings, size, short_side, deadline)
 
 
 def sample_frames(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from fractions import Fraction
 
 import av
 import av.error
@@ -25,16 +26,34 @@ from .frame import ClipInfo, SampledFrame, fit_short_side
 from .sampling import make_sampler
 from stream_iqa.settings import VideoSettings
 from .source import Source
+from stream_iqa.deadline import Deadline
 
 
-def open_container(source: Source) -> av.container.InputContainer:
-    """``av.open`` with FFmpeg's exceptions mapped to contract codes (missing → not_found, else undecodable)."""
+def open_container(source: Source, deadline: Deadline | None = None) -> av.container.InputContainer:
+    """``av.open`` under the source's allow-lists, FFmpeg's exceptions mapped to contract codes (missing → not_found,
+    a demuxer not on ``video.allowed_formats`` or anything else → undecodable, a vetted-out reference → its refusal)."""
+    target, kwargs = source.open_args(deadline)
     try:
-        return av.open(source.target(), mode="r")
+        return av.open(target, mode="r", **kwargs)
+    except VideoError:
+        raise
     except (av.error.FileNotFoundError, av.error.HTTPNotFoundError) as exc:
+        _raise_refusal(source)
         raise NotFoundError(source.label, _cause(exc)) from None
-    except av.FFmpegError as exc:
+    except av.error.ArgumentError:
+        # what FFmpeg answers for a demuxer off format_whitelist (an ffconcat list, a playlist, an image pattern…)
+        _raise_refusal(source)
+        raise UndecodableVideoError(source.label, "not a container format accepted here (video.allowed_formats: "
+                                    f"{', '.join(source.settings.allowed_formats)})") from None
+    except (av.FFmpegError, OSError) as exc:
+        _raise_refusal(source)
         raise UndecodableVideoError(source.label, f"cannot open container ({_cause(exc)})") from None
+
+
+def _raise_refusal(source: Source) -> None:
+    """A vetting refusal inside FFmpeg surfaces as a generic I/O error: report the refusal instead."""
+    if source.refused:
+        raise source.refused[0]
 
 
 def _cause(exc: BaseException) -> str:
@@ -110,13 +129,18 @@ class PyAVClip:
 
     def __init__(
         self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None,
-        short_side: int | None = None,
+        short_side: int | None = None, deadline: Deadline | None = None,
     ) -> None:
         self.label = source.label
         self.settings = settings
         self.size = size
         self.short_side = short_side
-        self._container = open_container(source)
+        self.deadline = deadline or Deadline.none()
+        self._source = source
+        #: seconds of the stream the demuxer delivered (first packet to the end of the last): set while decoding, the
+        #: measure of a file cut short against ``info.duration_s``
+        self.decoded_duration_s = 0.0
+        self._container = open_container(source, self.deadline)
         try:
             self._stream, self.info = check_stream(source, self._container, settings)
         except BaseException:
@@ -147,7 +171,8 @@ class PyAVClip:
             yield from self._decode()
         except VideoError:
             raise
-        except av.FFmpegError as exc:
+        except (av.FFmpegError, OSError) as exc:
+            _raise_refusal(self._source)
             raise UndecodableVideoError(self.label, f"decoding failed ({_cause(exc)})") from None
 
     def _decode(self) -> Iterator[SampledFrame]:
@@ -164,9 +189,13 @@ class PyAVClip:
         step = 1.0 / self.info.fps if self.info.fps else 0.0
         packet_pts: list[int] = []  # keyframes only, sorted: recovers each key frame's index in the full stream
         first_pts: int | None = None
+        span = _Span()
         decoded = 0
         t = -step
         for packet in self._container.demux(stream):
+            self.deadline.check()
+            if packet.pts is not None and time_base is not None:
+                self.decoded_duration_s = span.add(packet.pts, packet.duration or 0, time_base)
             if keyframes_only and packet.pts is not None:
                 bisect.insort(packet_pts, packet.pts)
             for frame in packet.decode():
@@ -195,4 +224,18 @@ class PyAVClip:
                         index=index, t=t, rgb=frame_to_rgb(frame, self._target(frame)), keyframe=bool(frame.key_frame)
                     )
         if decoded == 0:
+            _raise_refusal(self._source)
             raise UndecodableVideoError(self.label, "no decodable video frames")
+
+
+class _Span:
+    """First pts to the end of the last packet, in seconds: how much of the stream the demuxer delivered."""
+
+    def __init__(self) -> None:
+        self.lo: int | None = None
+        self.hi: int | None = None
+
+    def add(self, pts: int, duration: int, time_base: Fraction) -> float:
+        self.lo = pts if self.lo is None else min(self.lo, pts)
+        self.hi = pts + duration if self.hi is None else max(self.hi, pts + duration)
+        return float((self.hi - self.lo) * time_base)

@@ -17,6 +17,7 @@ from .frame import SampledFrame, fit_short_side
 from .sampling import make_sampler
 from stream_iqa.settings import VideoSettings
 from .source import Source
+from stream_iqa.deadline import Deadline
 
 _BATCH = 16  # frames per get_batch: bounds memory at 16 RGB frames whatever the sampling rate
 
@@ -26,14 +27,19 @@ class DecordClip:
 
     def __init__(
         self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None,
-        short_side: int | None = None,
+        short_side: int | None = None, deadline: Deadline | None = None,
     ) -> None:
         if source.path is None:
             raise ValueError("the decord backend reads local files only")
         self.label = source.label
         self.settings = settings
         self.size = size
-        container = open_container(source)
+        self.deadline = deadline or Deadline.none()
+        #: decord's frame index comes from the container's own tables, so only frames actually read count here
+        self.decoded_duration_s = 0.0
+        # the probe opens the file under video.allowed_formats, so decord (whose FFmpeg has no allow-list) only
+        # ever sees a container of an accepted format
+        container = open_container(source, self.deadline)
         try:
             _, self.info = check_stream(source, container, settings)
         finally:
@@ -87,9 +93,12 @@ class DecordClip:
         else:
             sampler = make_sampler(s.sampling, s.fps, s.every_n)
             picked = [i for i in range(n) if sampler.take(i, float(times[i]))]
+        step = float(times[1] - times[0]) if n > 1 else 0.0
         for lo in range(0, len(picked), _BATCH):
+            self.deadline.check()
             chunk = picked[lo : lo + _BATCH]
             batch = vr.get_batch(chunk).asnumpy()  # type: ignore[attr-defined]
+            self.decoded_duration_s = float(times[chunk[-1]]) + step
             for i, rgb in zip(chunk, batch):
                 yield SampledFrame(index=i, t=float(times[i]), rgb=np.ascontiguousarray(rgb), keyframe=i in keys)
 

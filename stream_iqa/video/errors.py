@@ -64,6 +64,12 @@ class InternalVideoError(VideoError):
     code = "internal"
 
 
+class ClipTimeoutError(VideoError):
+    """The clip did not finish within its wall-clock deadline (a hung URL, a slow-drip server, a stuck decoder)."""
+
+    code = "timeout"
+
+
 _BY_CODE: dict[str, type[VideoError]] = {
     cls.code: cls
     for cls in (
@@ -75,6 +81,7 @@ _BY_CODE: dict[str, type[VideoError]] = {
         UriNotAllowedError,
         InvalidMessageError,
         InternalVideoError,
+        ClipTimeoutError,
     )
 }
 

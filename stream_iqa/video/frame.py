@@ -48,6 +48,8 @@ class VideoClip(Protocol):
 
     info: ClipInfo
     label: str
+    #: seconds of the stream actually delivered so far (compared with ``info.duration_s`` to detect a cut file)
+    decoded_duration_s: float
 
     def frames(self) -> Iterator[SampledFrame]: ...
 
@@ -56,6 +58,16 @@ class VideoClip(Protocol):
     def __enter__(self) -> VideoClip: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+def integrity_of(info: ClipInfo, decoded_s: float) -> tuple[bool, float | None]:
+    """(truncated, declared duration): the container's declared duration against what was decoded, with a tolerance of
+    max(0.5 s, two frame intervals) for rounding, edit lists and a last frame's own duration."""
+    declared = info.duration_s
+    if not declared:
+        return False, None
+    tolerance = max(0.5, 2.0 / info.fps if info.fps else 0.0)
+    return decoded_s < declared - tolerance, declared
 
 
 def fit_short_side(width: int, height: int, short_side: int | None) -> tuple[int, int] | None:

@@ -1,0 +1,119 @@
+"""http(s) inputs, fetched by us rather than by FFmpeg, so that a URL job cannot leave the hosts it was allowed.
+
+FFmpeg's http client follows redirects to any host, opens HLS segments wherever a playlist points and waits as long
+as a silent server keeps the socket open. Here every hop is vetted by the :class:`InputPolicy` (a redirect to a host
+not allowed is refused, not followed), connecting and each read have their own timeouts, the whole fetch is bounded
+by the clip's :class:`Deadline` (a server that drips one byte every few seconds still ends), and the body is capped
+at ``video.max_bytes``. The body lands in a spooled temporary file (memory up to 32 MiB, then disk) that FFmpeg
+reads like a local file, with seeking, which mp4's index at the end needs.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+import tempfile
+from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import urljoin, urlsplit
+
+from .errors import ClipTimeoutError, NotFoundError, TooLargeError, UriNotAllowedError
+from stream_iqa.deadline import Deadline
+from stream_iqa.settings import VideoSettings
+
+if TYPE_CHECKING:
+    from .source import InputPolicy
+
+MAX_REDIRECTS = 5
+_CHUNK = 256 * 1024
+_SPOOL = 32 * 1024**2
+
+
+def fetch(url: str, policy: InputPolicy, settings: VideoSettings, deadline: Deadline, label: str) -> BinaryIO:
+    """GET ``url`` (redirects vetted) into a seekable file positioned at 0; raises VideoError on every failure."""
+    for _ in range(MAX_REDIRECTS + 1):
+        policy.check_url(url, label)
+        deadline.check()
+        conn = _connection(url, settings, deadline, label)
+        try:
+            parts = urlsplit(url)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            try:
+                conn.request("GET", path, headers={"User-Agent": "stream-iqa", "Accept-Encoding": "identity"})
+                sock = conn.sock  # kept: getresponse() drops conn.sock when the server will close (HTTP/1.0…)
+                sock.settimeout(deadline.remaining(settings.read_timeout_s))
+                resp = conn.getresponse()
+            except (TimeoutError, socket.timeout):
+                raise _silent(url, settings, deadline, label) from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise NotFoundError(label, f"request to {parts.hostname} failed ({exc})") from None
+            if resp.status in (301, 302, 303, 307, 308):
+                location = resp.getheader("Location")
+                if not location:
+                    raise NotFoundError(label, f"{url} answered {resp.status} without a Location")
+                url = urljoin(url, location)  # vetted at the top of the next round
+                continue
+            if resp.status != 200:
+                raise NotFoundError(label, f"{url} answered HTTP {resp.status} {resp.reason}")
+            return _read_body(resp, sock, settings, deadline, label)
+        finally:
+            conn.close()
+    raise UriNotAllowedError(label, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _connection(url: str, settings: VideoSettings, deadline: Deadline, label: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    timeout = deadline.remaining(settings.connect_timeout_s)
+    conn: http.client.HTTPConnection
+    if parts.scheme.lower() == "https":
+        conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout)
+    try:
+        conn.connect()
+    except (TimeoutError, socket.timeout):
+        deadline.check()
+        raise ClipTimeoutError(label, f"no connection to {host} within {timeout:g} s (video.connect_timeout_s)") from None
+    except OSError as exc:
+        raise NotFoundError(label, f"cannot connect to {host} ({exc.strerror or exc})") from None
+    return conn
+
+
+def _read_body(resp: http.client.HTTPResponse, sock: socket.socket, settings: VideoSettings,
+               deadline: Deadline, label: str) -> BinaryIO:
+    declared = resp.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > settings.max_bytes:
+        raise TooLargeError(label, f"{declared} bytes exceeds max_bytes={settings.max_bytes}")
+    body = tempfile.SpooledTemporaryFile(max_size=_SPOOL)
+    size = 0
+    try:
+        while True:
+            deadline.check()
+            sock.settimeout(deadline.remaining(settings.read_timeout_s))
+            try:
+                chunk = resp.read1(_CHUNK)
+            except (TimeoutError, socket.timeout):
+                raise _silent(resp.geturl() or "the server", settings, deadline, label) from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise NotFoundError(label, f"reading the response failed ({exc})") from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > settings.max_bytes:
+                raise TooLargeError(label, f"more than max_bytes={settings.max_bytes} bytes")
+            body.write(chunk)
+    except BaseException:
+        body.close()
+        raise
+    body.seek(0)
+    return body  # type: ignore[return-value]
+
+
+def _silent(url: str, settings: VideoSettings, deadline: Deadline, label: str) -> Exception:
+    """A read timed out: the clip deadline if that is what ran out, else the server's silence."""
+    try:
+        deadline.check()
+    except Exception as exc:  # noqa: BLE001 - Cancelled or ClipTimeoutError, whichever applies
+        return exc
+    return ClipTimeoutError(label, f"{url} sent nothing for {settings.read_timeout_s:g} s (video.read_timeout_s)")
