@@ -222,7 +222,7 @@ def test_poison_messages_become_error_records_and_the_service_goes_on(broker, cl
     by_offset = {e["source"]["offset"]: e for e in errors}
     for offset, (name, (_, _, code)) in enumerate(poison.items()):
         assert by_offset[offset]["code"] == code, (name, by_offset[offset])
-        assert by_offset[offset]["schema"] == "stream-iqa/error/1" and by_offset[offset]["message"]
+        assert by_offset[offset]["schema"] == "stream-iqa/error/2" and by_offset[offset]["message"]
     assert by_offset[0]["clip_id"] is None and by_offset[7]["clip_id"] == "corrupt"
     assert [r["clip_id"] for r in read_topic(s.kafka.bootstrap_servers, s.kafka.output_topic)] == ["good"]
     assert outcomes[-1].report is not None  # the good clip after all the poison

@@ -23,38 +23,75 @@ import json
 import signal
 import threading
 import time
+import traceback
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import structlog
 import torch
 from kafka import ConsumerRebalanceListener
 
+from stream_iqa.deadline import Cancelled, Deadline
 from stream_iqa.depth.state import DepthState
 from stream_iqa.logging import get_logger
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, ErrorRecord, Source
 from stream_iqa.engine import SharedBatcher
 from stream_iqa.scoring import Scorer, load_scorer
-from stream_iqa.service.jobs import clip_id_hint, headers_of, parse_job
+from stream_iqa.service.jobs import clip_id_hint, headers_of, input_policy, parse_job
 from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker
 from stream_iqa.settings import Settings
 from stream_iqa.video import VideoError
+from stream_iqa.video.errors import ClipTimeoutError, InvalidMessageError
 
 log = get_logger(__name__)
 
+#: how long past service.clip_timeout_s a clip thread may go on before the main loop answers the clip for it
+STUCK_GRACE_S = 10.0
 
 
 class ServiceStartError(RuntimeError):
     """The service cannot start (a port taken, …): a one-line message naming the setting to change."""
 
 
-class Abandoned(Exception):
+class Abandoned(Cancelled):
     """A clip given up (shutdown deadline passed): its offset is not committed, so the group redelivers it."""
+
+
+class Undecodable(NamedTuple):
+    """Stands in for an input record kafka-python could not decode (unknown codec, corrupt batch), so that it is
+    answered like any other input: one error record, then its offset is done."""
+
+    topic: str
+    partition: int
+    offset: int
+    cause: str
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: list[tuple[str, bytes]] = []
+
+
+@dataclass
+class _Clip:
+    """One input in hand: its thread's future and deadline. ``settle()`` is won once, by the clip thread or by the
+    main loop's watchdog (a thread stuck past its deadline), so an input is never answered twice."""
+
+    record: Any
+    deadline: Deadline
+    future: Future[bool] = field(default_factory=Future)
+    started: float = field(default_factory=time.monotonic)
+    thread: threading.Thread | None = None
+    _settled: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def settle(self) -> bool:
+        with self._lock:
+            won, self._settled = not self._settled, True
+            return won
 
 
 @dataclass
@@ -100,13 +137,15 @@ class Service:
         self._consumer: Any = None
         self._producer: Any = None
         self._tracker = OffsetTracker()
+        self._policy = input_policy(settings)
         self._backlog: dict[Any, deque[Any]] = {}
-        self._running: dict[Any, tuple[Future[bool], int]] = {}  # partition → (clip future, offset)
-        self._detached: list[Future[bool]] = []  # clips of revoked partitions: finish, never commit
+        self._running: dict[Any, _Clip] = {}  # partition → the clip in hand
+        self._detached: list[_Clip] = []  # clips of revoked partitions: finish, never commit
+        self._stuck: list[threading.Thread] = []  # clip threads that outlived their deadline (native code)
+        self._poll_failing = False
         self._depth: OrderedDict[str, DepthState] = OrderedDict()
         self._streams_of: dict[Any, set[str]] = {}
         self._depth_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=settings.service.max_in_flight, thread_name_prefix="clip")
         self._health: HealthServer | None = None
         self._last_lag = 0.0
         self._assignment: frozenset[Any] = frozenset()
@@ -136,7 +175,7 @@ class Service:
         if svc.metrics_enabled and self._health is None:
             try:
                 self._health = HealthServer(self.metrics, svc.metrics_host, svc.metrics_port,
-                                            alive=self._heartbeat.alive, ready=lambda: self._ready).start()
+                                            alive=self._alive, ready=lambda: self._ready).start()
             except OSError as exc:
                 raise ServiceStartError(
                     f"cannot serve /metrics on {svc.metrics_host}:{svc.metrics_port} ({exc.strerror or exc}); "
@@ -169,19 +208,42 @@ class Service:
         try:
             batches = self._consumer.poll(timeout_ms=timeout, max_records=self.settings.kafka.max_poll_records)
         except Exception as exc:  # noqa: BLE001 - kafka-python raises many kinds; the loop must survive them all
-            log.warning("poll failed; retrying", error=repr(exc))
-            self._ready = False
-            time.sleep(self.settings.service.reconnect_backoff_s)
+            self._poll_failed(exc)
             return
+        if self._poll_failing:
+            self._poll_failing = False
+            log.info("poll works again")
         for tp, records in batches.items():
             if tp in self._consumer.assignment():
                 self._backlog.setdefault(tp, deque()).extend(records)
         self._collect()
+        self._watchdog()
         self._dispatch()
         self._commit()
         self._flow_control()
         self._update_ready()
         self._update_lag()
+
+    def _poll_failed(self, exc: Exception) -> None:
+        """A record batch that cannot be decoded is pinned on its partition and offset and skipped, one offset at a
+        time, each answered by an error record; any other poll failure makes the worker not ready, is counted and
+        logged, and is retried after a backoff that a signal cuts short."""
+        where = _undecodable_at(self._consumer, exc)
+        if where is not None:
+            tp, offset = where
+            log.error("input record cannot be decoded; answering it with an error record and skipping it",
+                      topic=tp.topic, partition=tp.partition, offset=offset, error=repr(exc))
+            self.metrics.undecodable.labels(tp.topic, str(tp.partition)).inc()
+            self._backlog.setdefault(tp, deque()).append(Undecodable(tp.topic, tp.partition, offset, repr(exc)))
+            self._consumer.seek(tp, offset + 1)
+            return
+        self.metrics.poll_failures.inc()
+        if not self._poll_failing:
+            log.error("poll failed; not ready, retrying", error=repr(exc))
+        self._poll_failing = True
+        self._ready = False
+        self.metrics.ready.set(0)
+        self._stop.wait(self.settings.service.reconnect_backoff_s)
 
     def _dispatch(self) -> None:
         """Start the next waiting record of each idle partition, up to max_in_flight clips at once."""
@@ -197,29 +259,90 @@ class Service:
                                 offset=record.offset)
                     continue
                 self.metrics.in_flight.inc()
-                future = self._pool.submit(self._process, record)
-                future.add_done_callback(lambda _: self._wake.set())
-                self._running[tp] = (future, record.offset)
+                clip = _Clip(record, Deadline(self.settings.service.clip_timeout_s, cancel=self._abandon,
+                                              label=f"{record.topic}/{record.partition}@{record.offset}"))
+                # a daemon thread per clip, not a pool: a thread stuck in native code must neither hold a pool
+                # slot for ever nor keep the process from exiting at the shutdown deadline
+                clip.thread = threading.Thread(target=self._run_clip, args=(clip,), daemon=True,
+                                               name=f"clip-{tp.partition}-{record.offset}")
+                clip.thread.start()
+                self._running[tp] = clip
+
+    def _run_clip(self, clip: _Clip) -> None:
+        try:
+            clip.future.set_result(self._process(clip))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main loop through the future
+            clip.future.set_exception(exc)
+        finally:
+            self._wake.set()
 
     def _collect(self) -> None:
-        for tp, (future, offset) in list(self._running.items()):
-            if future.done():
+        for tp, clip in list(self._running.items()):
+            if clip.future.done():
                 del self._running[tp]
                 self.metrics.in_flight.dec()
-                if future.exception() is None:
-                    self._tracker.finish(tp, offset)
-        for future in [f for f in self._detached if f.done()]:
-            self._detached.remove(future)
+                exc = clip.future.exception()
+                if exc is None:
+                    self._tracker.finish(tp, clip.record.offset)
+                elif isinstance(exc, Cancelled):  # shutdown: not committed, redelivered
+                    log.info("clip abandoned; it will be redelivered", topic=tp.topic, partition=tp.partition,
+                             offset=clip.record.offset)
+                else:  # cannot happen (_process answers every failure), but must never freeze the partition
+                    log.error("clip thread failed after answering; committing its offset", topic=tp.topic,
+                              partition=tp.partition, offset=clip.record.offset, error=repr(exc))
+                    self._tracker.finish(tp, clip.record.offset)
+        for clip in [c for c in self._detached if c.future.done()]:
+            self._detached.remove(clip)
             self.metrics.in_flight.dec()
+        self._stuck = [t for t in self._stuck if t.is_alive()]
+        self.metrics.stuck_threads.set(len(self._stuck))
 
-    def _commit(self, only: list[Any] | None = None) -> None:
+    def _watchdog(self) -> None:
+        """A clip thread past its deadline plus a grace period is stuck where no check reaches (native code): the
+        loop answers the clip with a ``timeout`` error record itself and leaves the thread behind, counted."""
+        limit = self.settings.service.clip_timeout_s + STUCK_GRACE_S
+        now = time.monotonic()
+        for tp, clip in list(self._running.items()):
+            if clip.future.done() or now - clip.started < limit or not clip.settle():
+                continue
+            record = clip.record
+            where = f"{record.topic}/{record.partition}@{record.offset}"
+            log.error("clip thread stuck past its deadline; answering with a timeout error and leaving it",
+                      topic=record.topic, partition=record.partition, offset=record.offset)
+            if clip.thread is not None:
+                self._stuck.append(clip.thread)
+            error = ErrorRecord(clip_id=clip_id_hint(headers_of(record.headers), record.value), code="timeout",
+                                message=ClipTimeoutError(where, f"not finished within {limit:g} s; the analysis "
+                                                         "thread is stuck and was left behind").message,
+                                source=Source(topic=record.topic, partition=record.partition, offset=record.offset),
+                                idempotency_key=idempotency_key(record.topic, record.partition, record.offset))
+            stand_in = _Clip(record, clip.deadline)
+            stand_in.thread = threading.Thread(target=self._run_answer, args=(stand_in, error), daemon=True)
+            stand_in.thread.start()
+            self._running[tp] = stand_in
+
+    def _run_answer(self, clip: _Clip, error: ErrorRecord) -> None:
+        try:
+            self._answer(Outcome(source=error.source, error=error), [], clip.record, time.monotonic())
+            clip.future.set_result(True)
+        except BaseException as exc:  # noqa: BLE001
+            clip.future.set_exception(exc)
+        finally:
+            self._wake.set()
+
+    def _alive(self) -> bool:
+        """Liveness: the loop turns, and not more clip threads are stuck than clips may run at once."""
+        return self._heartbeat.alive() and len(self._stuck) <= self.settings.service.max_in_flight
+
+    def _commit(self, only: list[Any] | None = None, timeout_ms: int | None = None) -> None:
         from kafka.structs import OffsetAndMetadata
 
         offsets = {tp: off for tp, off in self._tracker.committable().items() if only is None or tp in only}
         if not offsets:
             return
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(off, None, -1) for tp, off in offsets.items()})
+            self._consumer.commit({tp: OffsetAndMetadata(off, None, -1) for tp, off in offsets.items()},
+                                  timeout_ms=timeout_ms or self.settings.kafka.request_timeout_ms)
         except Exception as exc:  # noqa: BLE001 - retried on the next turn; at-least-once either way
             self.metrics.commits.labels("failed").inc()
             log.warning("offset commit failed; will retry", error=repr(exc), offsets={str(k): v for k, v in offsets.items()})
@@ -271,63 +394,100 @@ class Service:
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
 
     # --------------------------------------------------------------------------------------------- one clip
-    def _process(self, record: Any) -> bool:
-        """Analyse one input message and publish its report or error record; True once the broker acknowledged."""
+    def _process(self, clip: _Clip) -> bool:
+        """Analyse one input and publish its report or error record; True once the broker acknowledged.
+
+        Every failure of the input, of any exception type, ends as one error record (and a done offset); only
+        ``Cancelled`` (shutdown) leaves, publishing nothing, so the input is redelivered. Log context is bound
+        afresh for each input, so no field of an earlier clip leaks into this one's lines."""
+        record = clip.record
         started = time.monotonic()
+        structlog.contextvars.clear_contextvars()
+        with structlog.contextvars.bound_contextvars(topic=record.topic, partition=record.partition,
+                                                     offset=record.offset, clip_id=None, stream_id=None):
+            outcome, messages = self._analyse(clip)
+            if not clip.settle():  # the watchdog answered it meanwhile
+                log.warning("clip finished after its deadline was answered; dropping its output")
+                return True
+            self._answer(outcome, messages, record, started)
+            return True
+
+    def _analyse(self, clip: _Clip) -> tuple[Outcome, list[tuple[str, bytes | None, bytes]]]:
+        record = clip.record
         source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
         where = f"{record.topic}/{record.partition}@{record.offset}"
-        headers = headers_of(record.headers)
         key = idempotency_key(record.topic, record.partition, record.offset)
+        outcome = Outcome(source=source)
+        messages: list[tuple[str, bytes | None, bytes]] = []
+        clip_id: str | None = None
         stream_key = record.key
-        clip_id = clip_id_hint(headers, record.value)
-        with structlog.contextvars.bound_contextvars(topic=record.topic, partition=record.partition,
-                                                     offset=record.offset, clip_id=clip_id):
-            outcome = Outcome(source=source)
-            messages: list[tuple[str, bytes | None, bytes]] = []
+        try:
+            headers = headers_of(record.headers)
+            clip_id = clip_id_hint(headers, record.value)
+            if isinstance(record, Undecodable):
+                raise InvalidMessageError(where, f"the record batch holding this input cannot be decoded "
+                                                 f"({record.cause}); skipped")
+            job = parse_job(record.value, headers, record.key, self.settings, where)
+            clip_id, stream_key = job.clip_id, job.stream_id.encode()
+            structlog.contextvars.bind_contextvars(clip_id=job.clip_id, stream_id=job.stream_id)
+            log.info("clip started")
+            analysis = self.pipeline.analyze(
+                job.input, clip_id=job.clip_id, stream_id=job.stream_id, source=source,
+                depth_state=self._depth_state(job.stream_id, record), name=job.label, policy=self._policy,
+                deadline=clip.deadline)
+            report = analysis.report.model_copy(update={"idempotency_key": key})
+            outcome.report = report
+            if self.settings.kafka.publish_frames:
+                for f in analysis.frames:
+                    body = {"clip_id": job.clip_id, "stream_id": job.stream_id, "idempotency_key": key,
+                            **f.model_dump(mode="json", exclude_none=True)}
+                    messages.append((self.settings.kafka.frames_topic, stream_key, _json(body)))
+            messages.append((self.settings.kafka.output_topic, stream_key, report.model_dump_json().encode()))
+            self.metrics.observe_clip(len(analysis.frames), analysis.depth_computed, analysis.timings,
+                                      time.monotonic() - clip.started)
+            if report.integrity is not None and report.integrity.truncated:
+                self.metrics.truncated.inc()
+        except Cancelled:
+            raise
+        except VideoError as exc:
+            outcome.report = None
+            outcome.error = ErrorRecord(clip_id=clip_id, code=exc.code, message=exc.message, source=source,
+                                        idempotency_key=key)
+        except Exception as exc:  # noqa: BLE001 - one bad input must never stop the service or its partition
+            log.exception("internal error while analysing a clip")
+            outcome.report = None
+            detail = " ".join(str(exc).split())[:500] or "no detail"
+            outcome.error = ErrorRecord(clip_id=clip_id, code="internal", source=source, idempotency_key=key,
+                                        message=f"{where}: {type(exc).__name__}: {detail}")
+        if outcome.error is not None:
+            messages = [(self.settings.kafka.errors_topic, stream_key, outcome.error.model_dump_json().encode())]
+            log.warning("clip failed", code=outcome.error.code, message=outcome.error.message)
+        return outcome, messages
+
+    def _answer(self, outcome: Outcome, messages: list[tuple[str, bytes | None, bytes]], record: Any,
+                started: float) -> None:
+        """Publish (retried until acknowledged, or ``Abandoned``), count, and call the embedding program back."""
+        key = idempotency_key(record.topic, record.partition, record.offset)
+        if outcome.error is not None and not messages:
+            messages = [(self.settings.kafka.errors_topic, record.key, outcome.error.model_dump_json().encode())]
+        self._publish(messages, key)
+        seconds = time.monotonic() - started
+        self.metrics.clip_seconds.observe(seconds)
+        if outcome.report is not None:
+            self.metrics.clips.labels("report").inc()
+            log.info("clip reported", seconds=round(seconds, 3), frames=outcome.report.frames_analyzed,
+                     segments=[s.type for s in outcome.report.segments])
+            callback = self.on_report
+        else:
+            assert outcome.error is not None
+            self.metrics.clips.labels("error").inc()
+            self.metrics.errors.labels(outcome.error.code).inc()
+            callback = self.on_error
+        if callback is not None:
             try:
-                job = parse_job(record.value, headers, record.key, self.settings, where)
-                clip_id, stream_key = job.clip_id, job.stream_id.encode()
-                structlog.contextvars.bind_contextvars(clip_id=job.clip_id, stream_id=job.stream_id)
-                log.info("clip started")
-                analysis = self.pipeline.analyze(
-                    job.input, clip_id=job.clip_id, stream_id=job.stream_id, source=source,
-                    depth_state=self._depth_state(job.stream_id, record), name=job.label)
-                report = analysis.report.model_copy(update={"idempotency_key": key})
-                outcome.report = report
-                if self.settings.kafka.publish_frames:
-                    for f in analysis.frames:
-                        body = {"clip_id": job.clip_id, "stream_id": job.stream_id, "idempotency_key": key,
-                                **f.model_dump(mode="json", exclude_none=True)}
-                        messages.append((self.settings.kafka.frames_topic, stream_key, _json(body)))
-                messages.append((self.settings.kafka.output_topic, stream_key, report.model_dump_json().encode()))
-                self.metrics.observe_clip(len(analysis.frames), analysis.depth_computed, analysis.timings,
-                                          time.monotonic() - started)
-            except VideoError as exc:
-                outcome.error = ErrorRecord(clip_id=clip_id, code=exc.code, message=exc.message, source=source,
-                                            idempotency_key=key)
-            except Exception as exc:  # noqa: BLE001 - one bad clip must never stop the service
-                log.exception("internal error while analysing a clip")
-                outcome.error = ErrorRecord(clip_id=clip_id, code="internal", source=source, idempotency_key=key,
-                                            message=f"{where}: {type(exc).__name__}: {' '.join(str(exc).split()) or 'no detail'}")
-            if outcome.error is not None:
-                messages = [(self.settings.kafka.errors_topic, stream_key, outcome.error.model_dump_json().encode())]
-                log.warning("clip failed", code=outcome.error.code, message=outcome.error.message)
-            self._publish(messages, key)
-            seconds = time.monotonic() - started
-            self.metrics.clip_seconds.observe(seconds)
-            if outcome.report is not None:
-                self.metrics.clips.labels("report").inc()
-                log.info("clip reported", seconds=round(seconds, 3), frames=outcome.report.frames_analyzed,
-                         segments=[s.type for s in outcome.report.segments])
-                if self.on_report:
-                    self.on_report(outcome)
-            else:
-                assert outcome.error is not None
-                self.metrics.clips.labels("error").inc()
-                self.metrics.errors.labels(outcome.error.code).inc()
-                if self.on_error:
-                    self.on_error(outcome)
-            return True
+                callback(outcome)
+            except Exception:  # noqa: BLE001 - the output is acknowledged: a failing hook must not undo that
+                log.exception("on_report/on_error callback failed")
 
     def _publish(self, messages: list[tuple[str, bytes | None, bytes]], key: str) -> None:
         """Send all, then wait for every ack; on failure send them all again (duplicates carry the same key)."""
@@ -392,32 +552,34 @@ class Service:
         return False
 
     def _drain(self) -> None:
-        """Stop taking work; let in-flight clips finish until the deadline, committing as they do; abandon the rest."""
+        """Stop taking work; let in-flight clips finish until the deadline (or a second signal), committing as they
+        do; abandon the rest. Abandoned clips stop at their next check and are not waited for: the deadline bounds
+        the process's exit whatever their threads do."""
         deadline = time.monotonic() + self.settings.service.drain_timeout_s
         in_flight = len(self._running) + len(self._detached)
         log.info("draining", in_flight=in_flight, deadline_s=self.settings.service.drain_timeout_s)
         self._ready = False
         self.metrics.ready.set(0)
         self._backlog.clear()
-        while (self._running or self._detached) and time.monotonic() < deadline:
+        while (self._running or self._detached) and time.monotonic() < deadline and not self._abandon.is_set():
             self._heartbeat.beat()
             try:  # keep the membership (and heartbeats) alive while the last clips finish; everything is paused
                 self._flow_control()
                 self._consumer.poll(timeout_ms=100)
             except Exception:  # noqa: BLE001
-                time.sleep(0.1)
+                self._abandon.wait(0.1)
             self._collect()
             self._commit()
         if self._running or self._detached:
-            log.warning("drain deadline passed; abandoning clips (they will be redelivered)",
-                        abandoned=len(self._running) + len(self._detached))
+            log.warning("abandoning clips in flight (they will be redelivered)",
+                        abandoned=len(self._running) + len(self._detached),
+                        reason="second signal" if self._abandon.is_set() else "drain deadline passed")
             self._abandon.set()
         self._collect()
-        self._commit()
+        self._commit(timeout_ms=5000)
 
     def _close(self) -> None:
-        self._abandon.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._abandon.set()  # clip threads still running stop at their next check; none is waited for
         if self._batcher is not None:
             self._batcher.close()
         self._close_clients()
@@ -430,10 +592,10 @@ class Service:
         # bounded: with the brokers gone, an unbounded close waits forever for a LeaveGroup or a flush
         if self._consumer is not None:
             with contextlib.suppress(Exception):
-                self._consumer.close(autocommit=False, timeout_ms=5000)
+                self._consumer.close(autocommit=False, timeout_ms=3000)
         if self._producer is not None:
             with contextlib.suppress(Exception):
-                self._producer.close(timeout=5)
+                self._producer.close(timeout=3)
         self._consumer = self._producer = None
 
     def _install_signals(self) -> None:
@@ -454,7 +616,7 @@ class Service:
         for tp in revoked:
             self._backlog.pop(tp, None)
             if tp in self._running:
-                self._detached.append(self._running.pop(tp)[0])
+                self._detached.append(self._running.pop(tp))
             for stream in self._streams_of.pop(tp, set()):
                 with self._depth_lock:
                     self._depth.pop(stream, None)
@@ -483,6 +645,30 @@ def _split_cpu_threads(device: torch.device, settings: Settings, model: Any = No
         log.info("torch threads split between concurrent clips", threads_per_clip=threads, max_in_flight=n)
     if model is not None and hasattr(model, "set_threads"):  # ONNX Runtime: its own pool, fixed per session
         model.set_threads(threads)
+
+
+def _undecodable_at(consumer: Any, exc: BaseException) -> tuple[Any, int] | None:
+    """The partition and offset whose records kafka-python failed to decode, when ``exc`` is such a failure.
+
+    Decoding (decompression, CRC checks, record parsing) happens in the fetcher's ``_unpack_records`` generator, so
+    its frame in the traceback tells a decode failure from any other poll error, and the fetcher keeps the failing
+    partition's records as next in line, positioned at the first record it could not return. Both are kafka-python
+    internals (2.3): if they change, this returns None and the failure is handled as unattributable (not ready,
+    counted, logged) rather than misattributed.
+    """
+    if not any(frame.f_code.co_name == "_unpack_records" for frame, _ in traceback.walk_tb(exc.__traceback__)):
+        return None
+    try:
+        fetcher = consumer._fetcher
+        meta = getattr(fetcher, "_next_in_line_exception_metadata", None)
+        if meta is not None and meta.partition is not None:
+            return meta.partition, int(meta.fetched_offset)
+        part = fetcher._next_partition_records
+        if part is None:
+            return None
+        return part.topic_partition, int(part.next_fetch_offset)
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _json(body: dict[str, Any]) -> bytes:

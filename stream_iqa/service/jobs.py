@@ -14,9 +14,7 @@ Every rejection is a ``VideoError`` with its contract code, so the caller turns 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -24,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stream_iqa.settings import Settings
 from stream_iqa.video.errors import InvalidMessageError, TooLargeError, UriNotAllowedError
-from stream_iqa.video.source import VideoInput
+from stream_iqa.video.source import InputPolicy, VideoInput
 
 JSON_TYPES = frozenset({"application/json"})
 BYTES_TYPES = frozenset({"application/octet-stream", "video/mp4", "video/mp2t", "video/x-matroska", "video/webm",
@@ -63,14 +61,18 @@ def headers_of(raw: list[tuple[str, bytes]] | None) -> dict[str, str]:
 
 
 def clip_id_hint(headers: dict[str, str], value: bytes | None) -> str | None:
-    """The best clip id for an error record about a message that may not parse (header, else the JSON field)."""
+    """The best clip id for an error record about a message that may not parse (header, else the JSON field).
+    Never raises: it runs on hostile bytes (``[`` × 1500 is a RecursionError, not a ValueError) before anything
+    else has vetted them."""
     if headers.get("clip_id"):
         return headers["clip_id"][:_ID_CHARS]
+    if not value or len(value) > 1024**2 or value.lstrip()[:1] != b"{":
+        return None
     try:
-        doc = json.loads(value or b"")
+        doc = json.loads(value)
         if isinstance(doc, dict) and isinstance(doc.get("clip_id"), str):
             return doc["clip_id"][:_ID_CHARS]
-    except (ValueError, UnicodeDecodeError):
+    except Exception:  # noqa: BLE001 - any failure just means no hint
         pass
     return None
 
@@ -104,13 +106,22 @@ def _json_job(value: bytes, settings: Settings, where: str) -> Job:
         doc = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidMessageError(where, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidMessageError(where, "not valid JSON: nested too deeply") from None
     try:
         msg = JobMessage.model_validate(doc)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
-        raise InvalidMessageError(where, f"invalid job: {problems}") from None
+        raise InvalidMessageError(where, f"invalid job: {problems[:500]}") from None
+    except RecursionError:
+        raise InvalidMessageError(where, "invalid job: metadata nested too deeply") from None
     return Job(clip_id=msg.clip_id, stream_id=msg.stream_id, input=resolve_uri(msg.uri, settings, msg.clip_id),
                label=f"clip {msg.clip_id} ({msg.uri})", metadata=msg.metadata or {})
+
+
+def input_policy(settings: Settings) -> InputPolicy:
+    """Where a job, and anything its input names (an HLS playlist's segments), may be read from."""
+    return InputPolicy.restricted(settings.service.allowed_roots, settings.service.allowed_hosts)
 
 
 def resolve_uri(uri: str, settings: Settings, clip_id: str) -> VideoInput:
@@ -118,26 +129,13 @@ def resolve_uri(uri: str, settings: Settings, clip_id: str) -> VideoInput:
     label = f"clip {clip_id}"
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
+    policy = input_policy(settings)
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise UriNotAllowedError(label, f"file URI with a host ({parts.netloc}) is not allowed")
-        raw = unquote(parts.path)
-        if "\x00" in raw:
-            raise UriNotAllowedError(label, "file URI contains a NUL byte")
-        if ".." in Path(raw).parts:
-            raise UriNotAllowedError(label, f"'..' is not allowed in file URIs ({uri})")
-        roots = [Path(os.path.realpath(r)) for r in settings.service.allowed_roots]
-        if not roots:
-            raise UriNotAllowedError(label, "file URIs are disabled (service.allowed_roots is empty)")
-        real = Path(os.path.realpath(raw))
-        if not any(real == r or r in real.parents for r in roots):
-            raise UriNotAllowedError(label, f"{raw} is outside the allowed roots (service.allowed_roots)")
-        return real
+        return policy.check_path(unquote(parts.path), label)
     if scheme in ("http", "https"):
         if not settings.video.allow_urls:
             raise UriNotAllowedError(label, "URL jobs are disabled (video.allow_urls is false)")
-        host = (parts.hostname or "").lower()
-        if host not in {h.lower() for h in settings.service.allowed_hosts}:
-            raise UriNotAllowedError(label, f"host '{host}' is not in service.allowed_hosts")
-        return uri
+        return policy.check_url(uri, label)
     raise UriNotAllowedError(label, f"scheme '{scheme or '(none)'}' is not allowed (file, or http(s) when enabled)")

@@ -44,6 +44,17 @@ class ServiceMetrics:
         self.ready = Gauge("stream_iqa_ready", "1 when connected to the brokers and taking work.", registry=r)
         self.rebalances = Counter("stream_iqa_rebalances", "Partition revocations and assignments.", ["kind"], registry=r)
         self.commits = Counter("stream_iqa_offset_commits", "Offset commits, by result.", ["result"], registry=r)
+        self.undecodable = Counter(
+            "stream_iqa_undecodable_records", "Input records kafka-python could not decode (codec, corrupt batch), "
+            "each answered by an error record and skipped.", ["topic", "partition"], registry=r)
+        self.poll_failures = Counter(
+            "stream_iqa_poll_failures", "poll() failures that name no partition (the worker is not ready meanwhile).",
+            registry=r)
+        self.truncated = Counter(
+            "stream_iqa_truncated_clips", "Clips that decoded shorter than their container declares.", registry=r)
+        self.stuck_threads = Gauge(
+            "stream_iqa_stuck_clip_threads", "Clip threads still running after their clip was ended by its deadline "
+            "(stuck in native code); /healthz fails once there are more than service.max_in_flight.", registry=r)
         self._fps_ewma: float | None = None
         self._depth_computed = 0
         self._depth_reused = 0
