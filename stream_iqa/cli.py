@@ -218,6 +218,10 @@ def _print_report(report: Any, clip_id: str, as_json: bool) -> None:
     q = report.quality
     console.print(f"[bold]{clip_id}[/bold]: {report.duration_s:.2f} s, {report.frames_analyzed} frames analysed; "
                   f"quality mean {q.mean:.1f}, min {q.min:.1f}, p10 {q.p10:.1f} (0–100, higher is better)")
+    if report.integrity is not None and report.integrity.truncated:
+        console.print(f"[yellow]truncated:[/yellow] decoded {report.integrity.decoded_duration_s:.2f} s of the "
+                      f"{report.integrity.declared_duration_s:.2f} s the container declares; the report covers what "
+                      "was decoded")
     table = Table(title="degraded segments")
     for col in ("type", "start (s)", "end (s)", "confidence"):
         table.add_column(col, justify="left" if col == "type" else "right")
@@ -273,10 +277,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _model_settings(args, kafka=_given(args, bootstrap_servers="bootstrap_servers"))
     try:
-        return Service(settings).run()
+        rc = Service(settings).run()
     except ServiceStartError as exc:
         print(f"stream-iqa serve: {exc}", file=sys.stderr)
         return EXIT_INPUT
+    _exit_past_stuck_threads(rc)
+    return rc
+
+
+def _exit_past_stuck_threads(rc: int) -> None:
+    """Clip threads left running past the shutdown deadline (stuck in native code) are daemon threads, but a daemon
+    thread inside FFmpeg or a BLAS call can still crash or hang the interpreter's finalisation: leave at once."""
+    import os
+    import threading
+
+    if any(t.name.startswith("clip-") and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

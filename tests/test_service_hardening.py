@@ -233,3 +233,27 @@ def test_a_second_sigterm_abandons_the_clip_at_once(broker, clip_dir):
     assert rc == 0 and elapsed < 8.0, elapsed
     assert committed(s) == {0: 0}
     assert read_topic(s.kafka.bootstrap_servers, s.kafka.output_topic, timeout_s=2) == []
+
+
+@pytest.mark.parametrize("damage,codec", [("crc", "none"), ("payload", "zstd"), ("payload", "lz4"),
+                                          ("payload", "snappy"), ("payload", "gzip")])
+def test_corrupt_batches_are_answered_and_skipped(broker, clip_dir, scorer, damage, codec):
+    """Batches that fail their CRC, or whose compressed payload is garbage (each codec raises its own exception type
+    from inside the client's decoder): one error record per offset, then the next good input."""
+    from kafka_helpers import produce_corrupt_batch
+
+    s = settings_for(broker, clip_dir)
+    broker.create_topics(topics(s), partitions=1)
+    produce(s, [("s", *file_job(clip_dir / "short.mp4", "before", "s"))])
+    base = produce_corrupt_batch(s.kafka.bootstrap_servers, s.kafka.input_topic, 0, records=2, damage=damage,
+                                 codec=codec)
+    produce(s, [("s", *file_job(clip_dir / "short.mp4", "after", "s"))])
+    run = Running(s, scorer)
+    try:
+        outcomes = run.wait(4, timeout=90)
+        run.wait_until(lambda: committed(s) == {0: base + 3})
+    finally:
+        run.stop()
+    assert [o.report.clip_id if o.report else o.error.code for o in outcomes] == [
+        "before", "invalid_message", "invalid_message", "after"]
+    assert [o.source.offset for o in outcomes] == [0, base, base + 1, base + 2]

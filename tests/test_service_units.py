@@ -56,6 +56,8 @@ def test_file_job_under_an_allowed_root_resolves_to_its_real_path(roots):
     ("not_json", "invalid_message"), ("missing_field", "invalid_message"), ("extra_field", "invalid_message"),
     ("no_content_type", "invalid_message"), ("odd_content_type", "invalid_message"),
     ("bytes_without_ids", "invalid_message"), ("oversized", "too_large"), ("json_array", "invalid_message"),
+    ("deep_json", "invalid_message"), ("deep_metadata", "invalid_message"), ("lone_surrogate", "invalid_message"),
+    ("bad_port", "uri_not_allowed"), ("unclosed_ipv6", "uri_not_allowed"),
 ])
 def test_poison_jobs_are_refused_with_their_contract_code(roots, case, code):
     settings, allowed, outside = roots
@@ -75,6 +77,12 @@ def test_poison_jobs_are_refused_with_their_contract_code(roots, case, code):
         "bytes_without_ids": lambda: _job(settings, value=b"\x00\x00", headers={"content-type": "video/mp4"}, key=None),
         "oversized": lambda: _job(settings, value=b"\x00" * 1001, headers={"content-type": "video/mp4"}),
         "json_array": lambda: _job(settings, value=b"[1, 2]"),
+        "deep_json": lambda: _job(Settings.load(), value=b"[" * 100_000),
+        "deep_metadata": lambda: _job(Settings.load(), value=b'{"clip_id": "c", "stream_id": "s", "uri": "file:///x", '
+                                      b'"metadata": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001),
+        "lone_surrogate": lambda: _job(settings, value=b'{"clip_id": "\\ud800", "stream_id": "s", "uri": "file:///x"}'),
+        "bad_port": lambda: _job(Settings.load(video={"allow_urls": True}), "http://cdn.example.com:99999/a.mp4"),
+        "unclosed_ipv6": lambda: _job(Settings.load(video={"allow_urls": True}), "http://[::1/a.mp4"),
     }
     assert _code(cases[case]) == code
 
@@ -91,6 +99,8 @@ def test_headers_and_clip_id_hint_survive_garbage():
     assert h["content-type"] == "application/json" and clip_id_hint(h, None)
     assert clip_id_hint({}, b'{"clip_id": "c3"}') == "c3"
     assert clip_id_hint({}, b"\xff not json") is None
+    assert clip_id_hint({}, b"[" * 5000) is None and clip_id_hint({}, b'{"a":' * 5000) is None  # RecursionError
+    assert clip_id_hint({}, b'{"clip_id": "\\ud800x"}') == "?x"  # a lone surrogate cannot be written out
 
 
 def test_offsets_commit_in_order_when_clips_finish_out_of_order():

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import structlog
-import torch
 from kafka import ConsumerRebalanceListener
 
 from stream_iqa.deadline import Cancelled, Deadline
@@ -125,8 +124,8 @@ class Service:
         shared = eng.shared_batches == "on" or (eng.shared_batches == "auto" and scorer.device.type == "cuda")
         self._batcher = (SharedBatcher(scorer, eng.shared_batch_size, eng.max_wait_ms)
                          if shared and settings.service.max_in_flight > 1 else None)
-        self.pipeline = Pipeline(settings, scorer=scorer, batcher=self._batcher)
-        _split_cpu_threads(scorer.device, settings, scorer.model)
+        self.pipeline = Pipeline(settings, scorer=scorer, batcher=self._batcher,
+                                 clips_at_once=settings.service.max_in_flight)
         self.on_report, self.on_error = on_report, on_error
         self.metrics = ServiceMetrics()
         self._stop = threading.Event()  # stop taking work, drain
@@ -405,7 +404,13 @@ class Service:
         structlog.contextvars.clear_contextvars()
         with structlog.contextvars.bound_contextvars(topic=record.topic, partition=record.partition,
                                                      offset=record.offset, clip_id=None, stream_id=None):
-            outcome, messages = self._analyse(clip)
+            try:
+                outcome, messages = self._analyse(clip)
+            except Cancelled:
+                raise
+            except Exception as exc:  # noqa: BLE001 - even the error record failed (unencodable text…): a bare one
+                log.exception("could not build the answer of an input; publishing a bare internal error")
+                outcome, messages = _bare_error(record, exc), []
             if not clip.settle():  # the watchdog answered it meanwhile
                 log.warning("clip finished after its deadline was answered; dropping its output")
                 return True
@@ -632,19 +637,13 @@ class Service:
         log.info("partitions assigned", partitions=[f"{tp.topic}/{tp.partition}" for tp in assigned])
 
 
-def _split_cpu_threads(device: torch.device, settings: Settings, model: Any = None) -> None:
-    """On CPU, clips analysed at once must share the cores rather than each take all of them: concurrent torch calls
-    from several threads each start a full OpenMP team, and oversubscribed teams spin against each other (measured
-    here: a 10x slowdown with two 2-thread jobs on 2 cores). ``model.threads`` set explicitly is left alone."""
-    n = settings.service.max_in_flight
-    if device.type != "cpu" or settings.model.threads or n <= 1:
-        return
-    threads = max(1, torch.get_num_threads() // n)
-    if threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-        log.info("torch threads split between concurrent clips", threads_per_clip=threads, max_in_flight=n)
-    if model is not None and hasattr(model, "set_threads"):  # ONNX Runtime: its own pool, fixed per session
-        model.set_threads(threads)
+def _bare_error(record: Any, exc: BaseException) -> Outcome:
+    """An ``internal`` error record carrying nothing from the input but its coordinates: it always serialises."""
+    source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
+    message = f"{record.topic}/{record.partition}@{record.offset}: {type(exc).__name__} while answering this input"
+    return Outcome(source=source, error=ErrorRecord(
+        clip_id=None, code="internal", message=message, source=source,
+        idempotency_key=idempotency_key(record.topic, record.partition, record.offset)))
 
 
 def _undecodable_at(consumer: Any, exc: BaseException) -> tuple[Any, int] | None:

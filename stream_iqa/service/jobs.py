@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stream_iqa.settings import Settings
 from stream_iqa.video.errors import InvalidMessageError, TooLargeError, UriNotAllowedError
@@ -39,6 +39,16 @@ class JobMessage(BaseModel):
     stream_id: str = Field(min_length=1, max_length=_ID_CHARS)
     uri: str = Field(min_length=1, max_length=4096)
     metadata: dict[str, Any] | None = None
+
+    @field_validator("clip_id", "stream_id", "uri")
+    @classmethod
+    def _encodable(cls, text: str) -> str:
+        """Ids are echoed into reports and logs as UTF-8; a lone surrogate (legal in JSON escapes) cannot be."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("contains a lone surrogate (not valid Unicode text)") from None
+        return text
 
 
 @dataclass
@@ -65,16 +75,21 @@ def clip_id_hint(headers: dict[str, str], value: bytes | None) -> str | None:
     Never raises: it runs on hostile bytes (``[`` × 1500 is a RecursionError, not a ValueError) before anything
     else has vetted them."""
     if headers.get("clip_id"):
-        return headers["clip_id"][:_ID_CHARS]
+        return _printable(headers["clip_id"][:_ID_CHARS])
     if not value or len(value) > 1024**2 or value.lstrip()[:1] != b"{":
         return None
     try:
         doc = json.loads(value)
         if isinstance(doc, dict) and isinstance(doc.get("clip_id"), str):
-            return doc["clip_id"][:_ID_CHARS]
+            return _printable(doc["clip_id"][:_ID_CHARS])
     except Exception:  # noqa: BLE001 - any failure just means no hint
         pass
     return None
+
+
+def _printable(text: str) -> str:
+    """Text that survives UTF-8 output: JSON may carry lone surrogates (``"\\ud800"``), which no encoder writes."""
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def parse_job(value: bytes | None, headers: dict[str, str], key: bytes | None, settings: Settings, where: str) -> Job:
@@ -127,7 +142,11 @@ def input_policy(settings: Settings) -> InputPolicy:
 def resolve_uri(uri: str, settings: Settings, clip_id: str) -> VideoInput:
     """A job URI → a local path under an allowed root, or an allowed http(s) URL; else ``uri_not_allowed``."""
     label = f"clip {clip_id}"
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - parsed lazily: a bad port raises here, not later as an internal error
+    except ValueError as exc:
+        raise UriNotAllowedError(label, f"malformed URI ({exc})") from None
     scheme = parts.scheme.lower()
     policy = input_policy(settings)
     if scheme == "file":

@@ -67,7 +67,10 @@ def sample_frames(
     size: tuple[int, int] | None = None,
     short_side: int | None = None,
     name: str | None = None,
+    policy: InputPolicy | None = None,
+    deadline: Deadline | None = None,
 ) -> Iterator[SampledFrame]:
     """Open, sample and close in one generator (closed also when the consumer stops early)."""
-    with open_video(src, settings, size=size, short_side=short_side, name=name) as clip:
+    with open_video(src, settings, size=size, short_side=short_side, name=name, policy=policy,
+                    deadline=deadline) as clip:
         yield from clip.frames()

@@ -34,7 +34,8 @@ def open_container(source: Source, deadline: Deadline | None = None) -> av.conta
     a demuxer not on ``video.allowed_formats`` or anything else → undecodable, a vetted-out reference → its refusal)."""
     target, kwargs = source.open_args(deadline)
     try:
-        return av.open(target, mode="r", **kwargs)
+        # metadata_errors: a corrupt or hostile file's tags are not UTF-8, and PyAV decodes them strictly on open
+        return av.open(target, mode="r", metadata_errors="replace", **kwargs)
     except VideoError:
         raise
     except (av.error.FileNotFoundError, av.error.HTTPNotFoundError) as exc:
@@ -72,6 +73,8 @@ def check_stream(
         raise NoVideoStreamError(source.label, f"no video stream: {what}")
     stream = container.streams.video[0]
     ctx = stream.codec_context
+    if ctx is None:  # a codec id FFmpeg has no decoder for (a corrupt or exotic sample description)
+        raise UndecodableVideoError(source.label, "video stream has no decoder (unknown or corrupt codec)")
     width, height = ctx.width, ctx.height
     if width <= 0 or height <= 0:
         raise UndecodableVideoError(source.label, "video stream has no frame size (corrupt or zero-frame stream)")

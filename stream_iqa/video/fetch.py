@@ -10,7 +10,9 @@ reads like a local file, with seeking, which mp4's index at the end needs.
 
 from __future__ import annotations
 
+import functools
 import http.client
+import io
 import socket
 import ssl
 import tempfile
@@ -35,13 +37,13 @@ def fetch(url: str, policy: InputPolicy, settings: VideoSettings, deadline: Dead
         policy.check_url(url, label)
         deadline.check()
         conn = _connection(url, settings, deadline, label)
+        conn.response_class = functools.partial(_BoundedResponse, deadline=deadline,  # type: ignore[assignment]
+                                                read_timeout_s=settings.read_timeout_s)
         try:
             parts = urlsplit(url)
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             try:
                 conn.request("GET", path, headers={"User-Agent": "stream-iqa", "Accept-Encoding": "identity"})
-                sock = conn.sock  # kept: getresponse() drops conn.sock when the server will close (HTTP/1.0…)
-                sock.settimeout(deadline.remaining(settings.read_timeout_s))
                 resp = conn.getresponse()
             except (TimeoutError, socket.timeout):
                 raise _silent(url, settings, deadline, label) from None
@@ -55,7 +57,7 @@ def fetch(url: str, policy: InputPolicy, settings: VideoSettings, deadline: Dead
                 continue
             if resp.status != 200:
                 raise NotFoundError(label, f"{url} answered HTTP {resp.status} {resp.reason}")
-            return _read_body(resp, sock, settings, deadline, label)
+            return _read_body(resp, url, settings, deadline, label)
         finally:
             conn.close()
     raise UriNotAllowedError(label, f"more than {MAX_REDIRECTS} redirects")
@@ -80,7 +82,7 @@ def _connection(url: str, settings: VideoSettings, deadline: Deadline, label: st
     return conn
 
 
-def _read_body(resp: http.client.HTTPResponse, sock: socket.socket, settings: VideoSettings,
+def _read_body(resp: http.client.HTTPResponse, url: str, settings: VideoSettings,
                deadline: Deadline, label: str) -> BinaryIO:
     declared = resp.getheader("Content-Length")
     if declared and declared.isdigit() and int(declared) > settings.max_bytes:
@@ -90,11 +92,10 @@ def _read_body(resp: http.client.HTTPResponse, sock: socket.socket, settings: Vi
     try:
         while True:
             deadline.check()
-            sock.settimeout(deadline.remaining(settings.read_timeout_s))
             try:
                 chunk = resp.read1(_CHUNK)
             except (TimeoutError, socket.timeout):
-                raise _silent(resp.geturl() or "the server", settings, deadline, label) from None
+                raise _silent(url, settings, deadline, label) from None
             except (OSError, http.client.HTTPException) as exc:
                 raise NotFoundError(label, f"reading the response failed ({exc})") from None
             if not chunk:
@@ -108,6 +109,35 @@ def _read_body(resp: http.client.HTTPResponse, sock: socket.socket, settings: Vi
         raise
     body.seek(0)
     return body  # type: ignore[return-value]
+
+
+class _BoundedResponse(http.client.HTTPResponse):
+    """A response whose every receive, status line and headers included, first checks the clip deadline and then
+    waits at most ``min(read_timeout_s, time left)``: http.client reads the head line by line (up to 100 lines of
+    64 KiB), so a server dripping it one byte at a time would otherwise hold the fetch for hours."""
+
+    def __init__(self, sock: socket.socket, *args: object, deadline: Deadline, read_timeout_s: float,
+                 **kwargs: object) -> None:
+        super().__init__(sock, *args, **kwargs)  # type: ignore[arg-type]
+        self.fp = io.BufferedReader(_BoundedReader(self.fp.detach(), sock, deadline, read_timeout_s))
+
+
+class _BoundedReader(io.RawIOBase):
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: Deadline, read_timeout_s: float) -> None:
+        self._raw, self._sock, self._deadline, self._read_timeout_s = raw, sock, deadline, read_timeout_s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int | None:  # type: ignore[override]
+        self._deadline.check()
+        # the socket object outlives conn.close() (an HTTP/1.0 or "Connection: close" answer) while this file is open
+        self._sock.settimeout(self._deadline.remaining(self._read_timeout_s))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def _silent(url: str, settings: VideoSettings, deadline: Deadline, label: str) -> Exception:

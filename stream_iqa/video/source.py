@@ -60,7 +60,11 @@ class InputPolicy:
         return real
 
     def check_url(self, url: str, label: str) -> str:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number or out of range
+        except ValueError as exc:
+            raise UriNotAllowedError(label, f"malformed URL ({exc})") from None
         scheme = parts.scheme.lower()
         if scheme not in _ALLOWED_SCHEMES:
             raise UriNotAllowedError(label, f"scheme '{scheme or '(none)'}' is not allowed (only http, https)")
@@ -94,7 +98,11 @@ class Source:
         options = {"format_whitelist": ",".join(formats)}
         if self.playlists:  # every open, the first included, goes through the vetting hook
             target: str | BinaryIO = self.url or str(self.path)
-            return target, {"options": options, "io_open": lambda url, flags, opts: self.io_open(url, deadline)}
+            # http_persistent off: for the next segment or playlist reload FFmpeg's hls demuxer would reuse the
+            # previous http connection through its own http protocol (open_url_keepalive), which asserts that the
+            # open file is one of FFmpeg's own; ours (read by the hook) aborts the whole process instead
+            return target, {"options": {**options, "http_persistent": "0"},
+                            "io_open": lambda url, flags, opts: self.io_open(url, deadline)}
         if self.data is not None:
             return io.BytesIO(self.data), {"options": {**options, "protocol_whitelist": "none"}}
         if self.url is not None:
