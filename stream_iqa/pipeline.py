@@ -24,7 +24,8 @@ from stream_iqa.engine import SharedBatcher
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.schema import ClipReport, Distortions, FrameRecord, Integrity, ModelInfo, Source
-from stream_iqa.scoring import Scorer, load_scorer
+from stream_iqa.nn.registry import resolve_device
+from stream_iqa.scoring import Scorer, load_scorer, model_threads, split_cpu_threads
 from stream_iqa.settings import Settings
 from stream_iqa.temporal import build_report
 from stream_iqa.video import InputPolicy, SampledFrame, VideoInput, open_video, video_error
@@ -52,9 +53,18 @@ class ClipAnalysis:
 class Pipeline:
     """Settings, model and depth source, loaded once; ``analyze`` per clip."""
 
-    def __init__(self, settings: Settings, scorer: Scorer | None = None, batcher: SharedBatcher | None = None) -> None:
+    def __init__(self, settings: Settings, scorer: Scorer | None = None, batcher: SharedBatcher | None = None,
+                 clips_at_once: int = 1) -> None:
+        """``clips_at_once``: clips this process analyses concurrently (the service's ``max_in_flight``); on CPU the
+        model gets its share of the cores, the rest is left to the decoders (``scoring.model_threads``)."""
         self.settings = settings
-        self.scorer = scorer or load_scorer(settings)
+        if scorer is None:  # the thread count is known before the model loads: one ONNX Runtime session, not two
+            threads = model_threads(settings, clips_at_once)
+            scorer = load_scorer(settings.model_copy(update={"model": settings.model.model_copy(
+                update={"threads": threads})}) if resolve_device(settings.model.device).type == "cpu" else settings)
+        else:
+            split_cpu_threads(scorer, settings, clips_at_once)
+        self.scorer = scorer
         self.batcher = batcher  # model calls shared with other clips analysed at once (stream_iqa.engine)
         model = self.scorer.model
         self.model_info = ModelInfo(name=getattr(model, "model_name", "unknown"), version=str(getattr(model, "version", "0")))

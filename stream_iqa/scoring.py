@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,33 @@ def load_onnx_model(settings: Settings, device: torch.device) -> Any | None:
                     setting="STREAM_IQA_MODEL__ONNX")
         return None
     return model
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def model_threads(settings: Settings, clips_at_once: int = 1) -> int:
+    """Intra-op threads for the model on CPU: ``model.threads`` when set, else the cores divided by
+    max(2, clips analysed at once). The divisor is at least 2 because every clip's decoder runs beside its model
+    (its own thread plus FFmpeg's): with the model taking every core, replay oversubscribed them and its spinning
+    thread pools burned ~50 % more CPU for nothing, and lost 1.4x wall time as soon as the machine was shared
+    (BENCHMARKS.md, "Replay threads")."""
+    return settings.model.threads or max(1, cpu_cores() // max(2, clips_at_once))
+
+
+def split_cpu_threads(scorer: Scorer, settings: Settings, clips_at_once: int = 1) -> None:
+    """Give an already loaded CPU model its share of the cores (``model_threads``): torch's intra-op pool is
+    process-wide; ONNX Runtime's is fixed per session, so a new count means a new session."""
+    if scorer.device.type != "cpu" or settings.model.threads:
+        return
+    threads = model_threads(settings, clips_at_once)
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+        log.info("model threads set", threads=threads, clips_at_once=clips_at_once, cores=cpu_cores())
+    if hasattr(scorer.model, "set_threads"):
+        scorer.model.set_threads(threads)
 
 
 def load_scorer(settings: Settings) -> Scorer:

@@ -80,18 +80,23 @@ def test_set_threads_rebuilds_the_session_and_keeps_the_scores():
     torch.testing.assert_close(model.score(rgb, depth).quality, before)
 
 
-def test_the_service_splits_onnx_runtime_threads_like_torch_threads(monkeypatch):
-    from stream_iqa.service.app import _split_cpu_threads
+def test_the_cores_are_split_between_models_and_decoders_for_both_backends(monkeypatch):
+    import stream_iqa.scoring as scoring
+    from stream_iqa.scoring import model_threads, split_cpu_threads
 
-    model = load_scorer(_cpu()).model
+    scorer = load_scorer(_cpu())
     calls: list[int] = []
-    monkeypatch.setattr(model, "set_threads", calls.append)
-    threads = torch.get_num_threads()
+    monkeypatch.setattr(scorer.model, "set_threads", calls.append)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    settings = Settings.load(model={"device": "cpu"}, service={"max_in_flight": 2})
-    _split_cpu_threads(torch.device("cpu"), settings, model)
-    assert calls == [2] and threads >= 1
+    monkeypatch.setattr(scoring, "cpu_cores", lambda: 8)
+    settings = Settings.load(model={"device": "cpu"})
+    # replay: half the cores (the decoder runs beside the model); the service: cores / clips in flight
+    assert [model_threads(settings, n) for n in (1, 2, 4, 16)] == [4, 4, 2, 1]
+    split_cpu_threads(scorer, settings, clips_at_once=4)
+    assert calls == [2]
+    split_cpu_threads(scorer, Settings.load(model={"device": "cpu", "threads": 3}), clips_at_once=4)
+    assert calls == [2]  # model.threads set explicitly is left alone
+    assert model_threads(Settings.load(model={"device": "cpu", "threads": 3}), 4) == 3
 
 
 def test_backend_onnxruntime_without_a_file_names_the_setting(tmp_path):

@@ -26,17 +26,14 @@ from stream_iqa.bench.service_speed import make_clips
 from stream_iqa.engine import SharedBatcher
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.scoring import load_scorer
-from stream_iqa.service.app import _split_cpu_threads
 from stream_iqa.settings import Settings
 
 
 def measure(paths: list[Path], n: int, shared: bool, settings: Settings) -> dict:
     scorer = load_scorer(settings)
     # the cores split between streams exactly as the service splits them between concurrent clips
-    _split_cpu_threads(scorer.device, settings.model_copy(update={
-        "service": settings.service.model_copy(update={"max_in_flight": n})}), scorer.model)
     batcher = SharedBatcher(scorer, settings.engine.shared_batch_size, settings.engine.max_wait_ms) if shared else None
-    pipeline = Pipeline(settings, scorer=scorer, batcher=batcher)
+    pipeline = Pipeline(settings, scorer=scorer, batcher=batcher, clips_at_once=n)
     pipeline.warm_up()
     latencies: list[float] = []
     frames = [0]
