@@ -108,8 +108,24 @@ class Running:
 
     def wait(self, n: int, timeout: float = 120.0) -> list[Outcome]:
         with self._cv:
-            assert self._cv.wait_for(lambda: len(self.outcomes) >= n, timeout), f"{len(self.outcomes)} of {n} outputs"
+            if not self._cv.wait_for(lambda: len(self.outcomes) >= n, timeout):
+                raise AssertionError(f"{len(self.outcomes)} of {n} outputs; service state: {self.state()}")
             return list(self.outcomes)
+
+    def state(self) -> dict:
+        """What the consumer holds, for a failure message: a worker that silently stops must say where it stands."""
+        svc, c = self.service, self.service._consumer
+        out: dict = {"ready": svc.ready, "running": {str(k): v.record.offset for k, v in svc._running.items()},
+                     "backlog": {str(k): len(v) for k, v in svc._backlog.items()}}
+        try:
+            out["assignment"] = {f"{tp.topic}/{tp.partition}": c._subscriptions.assignment[tp].position
+                                 for tp in c.assignment()}
+            out["paused"] = [str(tp) for tp in c.paused()]
+            coord = c._coordinator
+            out["coordinator"] = (coord.coordinator_id, str(coord.state), coord._generation)
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            out["error"] = repr(exc)
+        return out
 
     def wait_until(self, cond, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
