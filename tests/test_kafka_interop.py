@@ -23,7 +23,6 @@ import time
 import uuid
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -31,7 +30,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import CorruptRecordError
 
 from kafka_helpers import batch_codecs, produce_corrupt_batch
-from stream_iqa.bench.clips import ClipSpec, build_clip, render_frames
+from stream_iqa.bench.clips import ClipSpec, build_clip, render_frames, write_clip
 from stream_iqa.schema import ClipReport
 from stream_iqa.service.demo import read_topic
 from test_service_kafka import (  # noqa: F401 - fixtures are used by name
@@ -52,16 +51,7 @@ MIB = 1024**2
 
 def write_mjpeg(frames: list[np.ndarray], path: Path, fps: int = 10) -> Path:
     """Motion-JPEG in mp4: a real, decodable segment that general-purpose compressors still shrink a little."""
-    h, w = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("mjpeg", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuvj420p"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_clip(frames, path, fps, codec="mjpeg")
 
 
 @pytest.fixture(scope="module")

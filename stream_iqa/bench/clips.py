@@ -86,7 +86,8 @@ def write_clip(frames: list[np.ndarray], path: Path, fps: int, codec: str = "lib
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"  # Motion-JPEG wants full-range YUV
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "veryfast", "g": str(2 * fps)}
         for f in frames:
