@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stream_iqa.errors import ConfigError
 from stream_iqa.images import resize_tensor
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput
 from stream_iqa.nn.lite import DGIQALite
@@ -153,7 +154,7 @@ class OnnxRuntimeModel:
                 "(make one with `stream-iqa export --onnx PATH`)"
             )
         if model_settings.name != "dgiqa-lite":
-            raise ValueError(f"the onnxruntime backend runs an exported dgiqa-lite, not {model_settings.name!r}")
+            raise ConfigError(f"the onnxruntime backend runs an exported dgiqa-lite, not {model_settings.name!r}")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else None
         return cls(Path(path), providers=providers, threads=model_settings.threads)
 

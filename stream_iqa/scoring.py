@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from stream_iqa.errors import ConfigError
 from stream_iqa.depth import create_depth_source
 from stream_iqa.depth.base import DepthSource
 from stream_iqa.nn.api import DISTORTIONS, ScoringModel
@@ -142,7 +143,7 @@ def load_scorer(settings: Settings) -> Scorer:
         kwargs = {"crops": settings.model.teacher_crops, "seed": settings.model.teacher_seed}
     checkpoint = settings.model.checkpoint
     if settings.model.name == "dgiqa" and checkpoint is not None and checkpoint.suffix == ".safetensors":
-        raise ValueError(
+        raise ConfigError(
             f"model 'dgiqa' needs the official DGIQA .pth, but STREAM_IQA_MODEL__CHECKPOINT is {checkpoint} "
             "(the default student checkpoint)"
         )

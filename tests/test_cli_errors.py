@@ -158,6 +158,15 @@ def test_bad_checkpoint_and_data_files_exit_3(tmp_path, capsys):
     assert "not a number" in _one_line(capsys.readouterr().err)
 
 
+def test_a_depth_anything_file_of_another_layout_exits_3_naming_it(tmp_path, capsys, monkeypatch):
+    wrong = tmp_path / "not_depth_anything.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, wrong)
+    monkeypatch.setenv("STREAM_IQA_DEPTH__DEPTH_ANYTHING_CHECKPOINT", str(wrong))
+    assert main(["score", "--device", "cpu", "--depth", "depth-anything", "photo.jpg"]) == 3
+    line = _one_line(capsys.readouterr().err)
+    assert "not_depth_anything.pth" in line and "not a Depth Anything ViT-S state dict" in line
+
+
 def test_bad_training_recipe_is_a_configuration_error(tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("epochz: 3\n")

@@ -11,6 +11,7 @@ import torch
 
 from stream_iqa.depth.base import DepthSource, minmax_per_image
 from stream_iqa.depth.prior import PriorDepth
+from stream_iqa.errors import ConfigError
 from stream_iqa.settings import DepthSettings
 
 __all__ = ["DepthSource", "PriorDepth", "create_depth_source", "minmax_per_image"]
@@ -28,7 +29,7 @@ def create_depth_source(settings: DepthSettings, device: torch.device | str = "c
     if settings.source == "prior" or (settings.source == "auto" and checkpoint is None):
         return PriorDepth().to(device)
     if checkpoint is None:
-        raise ValueError(
+        raise ConfigError(
             f"depth source 'depth-anything' needs a checkpoint: set {_CHECKPOINT_SETTING} "
             "(or depth.depth_anything_checkpoint in the config file) to a local Depth Anything ViT-S .pth"
         )

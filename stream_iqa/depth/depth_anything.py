@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stream_iqa.depth.base import DepthSource
-from stream_iqa.nn.checkpoint import layout_problems, read_torch_state_dict
+from stream_iqa.nn.checkpoint import CheckpointError, layout_problems, read_torch_state_dict
 
 Version = Literal["v1", "v2"]
 
@@ -217,8 +217,8 @@ def load_depth_anything(path: str | Path, version: Version) -> DepthAnything:
     net = DepthAnything(version)
     try:
         net.load_official_state_dict(state)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    except ValueError as exc:  # a readable .pth of another layout: the file is wrong, not the program
+        raise CheckpointError(f"{path}: {exc}") from exc
     return net
 
 
