@@ -276,25 +276,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stream_iqa.service.app import Service, ServiceStartError
 
     settings = _model_settings(args, kafka=_given(args, bootstrap_servers="bootstrap_servers"))
+    service = Service(settings)
     try:
-        rc = Service(settings).run()
+        rc = service.run()
     except ServiceStartError as exc:
         print(f"stream-iqa serve: {exc}", file=sys.stderr)
         return EXIT_INPUT
-    _exit_past_stuck_threads(rc)
-    return rc
+    if service.clip_threads_alive():
+        # abandoned clip threads are daemon threads, but one inside FFmpeg or a BLAS call can still crash or hang
+        # the interpreter's finalisation: leave at once
+        import os
 
-
-def _exit_past_stuck_threads(rc: int) -> None:
-    """Clip threads left running past the shutdown deadline (stuck in native code) are daemon threads, but a daemon
-    thread inside FFmpeg or a BLAS call can still crash or hang the interpreter's finalisation: leave at once."""
-    import os
-    import threading
-
-    if any(t.name.startswith("clip-") and t.is_alive() for t in threading.enumerate()):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)
+    return rc
 
 
 def cmd_export(args: argparse.Namespace) -> int:

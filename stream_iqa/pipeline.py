@@ -24,7 +24,6 @@ from stream_iqa.engine import SharedBatcher
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.schema import ClipReport, Distortions, FrameRecord, Integrity, ModelInfo, Source
-from stream_iqa.nn.registry import resolve_device
 from stream_iqa.scoring import Scorer, load_scorer, model_threads, split_cpu_threads
 from stream_iqa.settings import Settings
 from stream_iqa.temporal import build_report
@@ -59,9 +58,8 @@ class Pipeline:
         model gets its share of the cores, the rest is left to the decoders (``scoring.model_threads``)."""
         self.settings = settings
         if scorer is None:  # the thread count is known before the model loads: one ONNX Runtime session, not two
-            threads = model_threads(settings, clips_at_once)
-            scorer = load_scorer(settings.model_copy(update={"model": settings.model.model_copy(
-                update={"threads": threads})}) if resolve_device(settings.model.device).type == "cpu" else settings)
+            threads = {"threads": model_threads(settings, clips_at_once)}  # CPU pools only; ignored on CUDA
+            scorer = load_scorer(settings.model_copy(update={"model": settings.model.model_copy(update=threads)}))
         else:
             split_cpu_threads(scorer, settings, clips_at_once)
         self.scorer = scorer

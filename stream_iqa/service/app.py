@@ -260,20 +260,25 @@ class Service:
                 self.metrics.in_flight.inc()
                 clip = _Clip(record, Deadline(self.settings.service.clip_timeout_s, cancel=self._abandon,
                                               label=f"{record.topic}/{record.partition}@{record.offset}"))
-                # a daemon thread per clip, not a pool: a thread stuck in native code must neither hold a pool
-                # slot for ever nor keep the process from exiting at the shutdown deadline
-                clip.thread = threading.Thread(target=self._run_clip, args=(clip,), daemon=True,
-                                               name=f"clip-{tp.partition}-{record.offset}")
-                clip.thread.start()
-                self._running[tp] = clip
+                self._running[tp] = self._start(clip, self._process)
 
-    def _run_clip(self, clip: _Clip) -> None:
-        try:
-            clip.future.set_result(self._process(clip))
-        except BaseException as exc:  # noqa: BLE001 - handed to the main loop through the future
-            clip.future.set_exception(exc)
-        finally:
-            self._wake.set()
+    def _start(self, clip: _Clip, work: Callable[[_Clip], bool]) -> _Clip:
+        """Run ``work(clip)`` on a daemon thread of its own, its result or exception in ``clip.future``. A thread per
+        clip, not a pool: one stuck in native code must neither hold a pool slot for ever nor keep the process
+        from exiting at the shutdown deadline."""
+
+        def run() -> None:
+            try:
+                clip.future.set_result(work(clip))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main loop through the future
+                clip.future.set_exception(exc)
+            finally:
+                self._wake.set()
+
+        record = clip.record
+        clip.thread = threading.Thread(target=run, daemon=True, name=f"clip-{record.partition}-{record.offset}")
+        clip.thread.start()
+        return clip
 
     def _collect(self) -> None:
         for tp, clip in list(self._running.items()):
@@ -315,19 +320,14 @@ class Service:
                                                          "thread is stuck and was left behind").message,
                                 source=Source(topic=record.topic, partition=record.partition, offset=record.offset),
                                 idempotency_key=idempotency_key(record.topic, record.partition, record.offset))
-            stand_in = _Clip(record, clip.deadline)
-            stand_in.thread = threading.Thread(target=self._run_answer, args=(stand_in, error), daemon=True)
-            stand_in.thread.start()
-            self._running[tp] = stand_in
+            outcome = Outcome(source=error.source, error=error)
+            self._running[tp] = self._start(_Clip(record, clip.deadline),
+                                            lambda c, o=outcome: self._answer(o, [], c.record, time.monotonic()))
 
-    def _run_answer(self, clip: _Clip, error: ErrorRecord) -> None:
-        try:
-            self._answer(Outcome(source=error.source, error=error), [], clip.record, time.monotonic())
-            clip.future.set_result(True)
-        except BaseException as exc:  # noqa: BLE001
-            clip.future.set_exception(exc)
-        finally:
-            self._wake.set()
+    def clip_threads_alive(self) -> bool:
+        """Whether a clip thread still runs (after ``run()`` returned: stuck in native code past the deadline)."""
+        return any(c.thread is not None and c.thread.is_alive() for c in [*self._running.values(), *self._detached]) \
+            or any(t.is_alive() for t in self._stuck)
 
     def _alive(self) -> bool:
         """Liveness: the loop turns, and not more clip threads are stuck than clips may run at once."""
@@ -414,8 +414,7 @@ class Service:
             if not clip.settle():  # the watchdog answered it meanwhile
                 log.warning("clip finished after its deadline was answered; dropping its output")
                 return True
-            self._answer(outcome, messages, record, started)
-            return True
+            return self._answer(outcome, messages, record, started)
 
     def _analyse(self, clip: _Clip) -> tuple[Outcome, list[tuple[str, bytes | None, bytes]]]:
         record = clip.record
@@ -432,7 +431,7 @@ class Service:
             if isinstance(record, Undecodable):
                 raise InvalidMessageError(where, f"the record batch holding this input cannot be decoded "
                                                  f"({record.cause}); skipped")
-            job = parse_job(record.value, headers, record.key, self.settings, where)
+            job = parse_job(record.value, headers, record.key, self.settings, where, self._policy)
             clip_id, stream_key = job.clip_id, job.stream_id.encode()
             structlog.contextvars.bind_contextvars(clip_id=job.clip_id, stream_id=job.stream_id)
             log.info("clip started")
@@ -470,8 +469,9 @@ class Service:
         return outcome, messages
 
     def _answer(self, outcome: Outcome, messages: list[tuple[str, bytes | None, bytes]], record: Any,
-                started: float) -> None:
-        """Publish (retried until acknowledged, or ``Abandoned``), count, and call the embedding program back."""
+                started: float) -> bool:
+        """Publish (retried until acknowledged, or ``Abandoned``), count, and call the embedding program back; True
+        once the broker acknowledged."""
         key = idempotency_key(record.topic, record.partition, record.offset)
         if outcome.error is not None and not messages:
             messages = [(self.settings.kafka.errors_topic, record.key, outcome.error.model_dump_json().encode())]
@@ -493,6 +493,7 @@ class Service:
                 callback(outcome)
             except Exception:  # noqa: BLE001 - the output is acknowledged: a failing hook must not undo that
                 log.exception("on_report/on_error callback failed")
+        return True
 
     def _publish(self, messages: list[tuple[str, bytes | None, bytes]], key: str) -> None:
         """Send all, then wait for every ack; on failure send them all again (duplicates carry the same key)."""

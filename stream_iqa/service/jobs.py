@@ -92,8 +92,10 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
-def parse_job(value: bytes | None, headers: dict[str, str], key: bytes | None, settings: Settings, where: str) -> Job:
-    """Validate one message into a Job; ``where`` (topic/partition@offset) names it in error messages."""
+def parse_job(value: bytes | None, headers: dict[str, str], key: bytes | None, settings: Settings, where: str,
+              policy: InputPolicy | None = None) -> Job:
+    """Validate one message into a Job; ``where`` (topic/partition@offset) names it in error messages; ``policy``
+    (default: from the settings) is where its URI may point."""
     size = len(value or b"")
     if size > settings.kafka.max_message_bytes:
         raise TooLargeError(where, f"message of {size} bytes exceeds kafka.max_message_bytes={settings.kafka.max_message_bytes}")
@@ -102,7 +104,7 @@ def parse_job(value: bytes | None, headers: dict[str, str], key: bytes | None, s
         raise InvalidMessageError(where, "missing content-type header (application/json for a job, video/* or "
                                          "application/octet-stream for raw segment bytes)")
     if ctype in JSON_TYPES:
-        return _json_job(value or b"", settings, where)
+        return _json_job(value or b"", settings, where, policy)
     if ctype in BYTES_TYPES or ctype.startswith("video/"):
         clip_id = headers.get("clip_id", "").strip()
         stream_id = headers.get("stream_id", "").strip() or (key or b"").decode("utf-8", errors="replace").strip()
@@ -116,7 +118,7 @@ def parse_job(value: bytes | None, headers: dict[str, str], key: bytes | None, s
     raise InvalidMessageError(where, f"unsupported content-type '{ctype}'")
 
 
-def _json_job(value: bytes, settings: Settings, where: str) -> Job:
+def _json_job(value: bytes, settings: Settings, where: str, policy: InputPolicy | None) -> Job:
     try:
         doc = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -130,7 +132,7 @@ def _json_job(value: bytes, settings: Settings, where: str) -> Job:
         raise InvalidMessageError(where, f"invalid job: {problems[:500]}") from None
     except RecursionError:
         raise InvalidMessageError(where, "invalid job: metadata nested too deeply") from None
-    return Job(clip_id=msg.clip_id, stream_id=msg.stream_id, input=resolve_uri(msg.uri, settings, msg.clip_id),
+    return Job(clip_id=msg.clip_id, stream_id=msg.stream_id, input=resolve_uri(msg.uri, settings, msg.clip_id, policy),
                label=f"clip {msg.clip_id} ({msg.uri})", metadata=msg.metadata or {})
 
 
@@ -139,7 +141,7 @@ def input_policy(settings: Settings) -> InputPolicy:
     return InputPolicy.restricted(settings.service.allowed_roots, settings.service.allowed_hosts)
 
 
-def resolve_uri(uri: str, settings: Settings, clip_id: str) -> VideoInput:
+def resolve_uri(uri: str, settings: Settings, clip_id: str, policy: InputPolicy | None = None) -> VideoInput:
     """A job URI → a local path under an allowed root, or an allowed http(s) URL; else ``uri_not_allowed``."""
     label = f"clip {clip_id}"
     try:
@@ -148,7 +150,7 @@ def resolve_uri(uri: str, settings: Settings, clip_id: str) -> VideoInput:
     except ValueError as exc:
         raise UriNotAllowedError(label, f"malformed URI ({exc})") from None
     scheme = parts.scheme.lower()
-    policy = input_policy(settings)
+    policy = policy or input_policy(settings)
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise UriNotAllowedError(label, f"file URI with a host ({parts.netloc}) is not allowed")

@@ -140,9 +140,7 @@ class PyAVClip:
         self.short_side = short_side
         self.deadline = deadline or Deadline.none()
         self._source = source
-        #: seconds of the stream the demuxer delivered (first packet to the end of the last): set while decoding, the
-        #: measure of a file cut short against ``info.duration_s``
-        self.decoded_duration_s = 0.0
+        self._span = _Span()
         self._container = open_container(source, self.deadline)
         try:
             self._stream, self.info = check_stream(source, self._container, settings)
@@ -152,6 +150,12 @@ class PyAVClip:
 
     def close(self) -> None:
         self._container.close()
+
+    @property
+    def decoded_duration_s(self) -> float:
+        """Seconds of the stream the demuxer delivered (first packet to the end of the last), the measure of a file
+        cut short against ``info.duration_s``."""
+        return self._span.seconds(self._stream.time_base)
 
     def _target(self, frame: av.VideoFrame) -> tuple[int, int] | None:
         """Output size: explicit ``size``, else the display-oriented frame fitted to ``short_side`` (per frame, since
@@ -192,13 +196,13 @@ class PyAVClip:
         step = 1.0 / self.info.fps if self.info.fps else 0.0
         packet_pts: list[int] = []  # keyframes only, sorted: recovers each key frame's index in the full stream
         first_pts: int | None = None
-        span = _Span()
+        span = self._span
         decoded = 0
         t = -step
         for packet in self._container.demux(stream):
             self.deadline.check()
-            if packet.pts is not None and time_base is not None:
-                self.decoded_duration_s = span.add(packet.pts, packet.duration or 0, time_base)
+            if packet.pts is not None:
+                span.add(packet.pts, packet.duration or 0)
             if keyframes_only and packet.pts is not None:
                 bisect.insort(packet_pts, packet.pts)
             for frame in packet.decode():
@@ -232,13 +236,19 @@ class PyAVClip:
 
 
 class _Span:
-    """First pts to the end of the last packet, in seconds: how much of the stream the demuxer delivered."""
+    """First pts to the end of the last packet: how much of the stream the demuxer delivered. Kept in pts integers
+    on the per-packet path; converted to seconds once, when asked."""
 
     def __init__(self) -> None:
         self.lo: int | None = None
         self.hi: int | None = None
 
-    def add(self, pts: int, duration: int, time_base: Fraction) -> float:
-        self.lo = pts if self.lo is None else min(self.lo, pts)
-        self.hi = pts + duration if self.hi is None else max(self.hi, pts + duration)
+    def add(self, pts: int, duration: int) -> None:
+        self.lo = pts if self.lo is None or pts < self.lo else self.lo
+        end = pts + duration
+        self.hi = end if self.hi is None or end > self.hi else self.hi
+
+    def seconds(self, time_base: Fraction | None) -> float:
+        if self.lo is None or self.hi is None or time_base is None:
+            return 0.0
         return float((self.hi - self.lo) * time_base)

@@ -149,11 +149,8 @@ def resolve_source(src: VideoInput, settings: VideoSettings, name: str | None = 
     text = os.fspath(src)
     match = _URL.match(text) if isinstance(src, str) else None
     if match and match["scheme"].lower() != "file":
-        scheme = match["scheme"].lower()
         if not settings.allow_urls:
             raise UriNotAllowedError(name or text, "URLs are disabled (settings.video.allow_urls is false)")
-        if scheme not in _ALLOWED_SCHEMES:
-            raise UriNotAllowedError(name or text, f"scheme '{scheme}' is not allowed (only http, https)")
         return Source(label=name or text, settings=settings, policy=policy, url=policy.check_url(text, name or text))
     if match:  # file://
         text = text[len(match.group(0)) :]
