@@ -24,6 +24,7 @@ import torch
 from stream_iqa.images import resize_tensor
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import IQAOutput
+from stream_iqa.nn.fragments import gather_fragments
 from stream_iqa.scoring import Scorer, model_input_size
 
 log = get_logger(__name__)
@@ -33,6 +34,7 @@ log = get_logger(__name__)
 class _Request:
     rgb: torch.Tensor
     depth: torch.Tensor
+    fragments: torch.Tensor | None = None
     future: Future[IQAOutput] = field(default_factory=Future)
 
 
@@ -50,8 +52,8 @@ class SharedBatcher:
         self._thread = threading.Thread(target=self._run, name="shared-batcher", daemon=True)
         self._thread.start()
 
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:
-        request = _Request(rgb, depth.float())
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None) -> IQAOutput:
+        request = _Request(rgb, depth.float(), fragments)
         self._queue.put(request)
         return request.future.result()
 
@@ -63,6 +65,14 @@ class SharedBatcher:
         if self.input_size is None or tuple(x.shape[-2:]) == self.input_size:
             return x
         return resize_tensor(x, self.input_size)
+
+    def _fragments(self, batch: list[_Request]) -> torch.Tensor | None:
+        """Every request's native fragments in one tensor; gathered per request from its own frames where a caller
+        sent none (after ``_fit`` they would no longer be native)."""
+        spec = getattr(self.scorer.model, "fragment_spec", None)
+        if spec is None:
+            return None
+        return torch.cat([r.fragments if r.fragments is not None else gather_fragments(r.rgb, spec) for r in batch])
 
     def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
         batch, frames = [first], first.rgb.shape[0]
@@ -91,11 +101,11 @@ class SharedBatcher:
             try:
                 with torch.inference_mode(), self.scorer.autocast():
                     if self.input_size is None:
-                        outs = [self.scorer.model.score(r.rgb, r.depth) for r in batch]
+                        outs = [self.scorer.model.score(r.rgb, r.depth, r.fragments) for r in batch]
                     else:
                         rgb = torch.cat([self._fit(r.rgb) for r in batch])
                         depth = torch.cat([self._fit(r.depth) for r in batch])
-                        out = self.scorer.model.score(rgb, depth)
+                        out = self.scorer.model.score(rgb, depth, self._fragments(batch))
                         outs, start = [], 0
                         for r in batch:
                             n = r.rgb.shape[0]

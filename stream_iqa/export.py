@@ -1,7 +1,9 @@
 """``stream-iqa export --onnx PATH``: the student as one ONNX graph, for ONNX Runtime / TensorRT serving.
 
 The graph is the whole ``score`` path after resizing: inputs ``rgb`` (N,3,H,W) in [0,1] and ``depth`` (N,1,H,W) in
-[0,1] at the model's input size (192x192 for the shipped model), dynamic batch; outputs ``quality`` (N,) on the
+[0,1] at the model's input size (192x192 for the shipped model), dynamic batch, and for a two-view model
+``fragments`` (N,3,S,S) in [0,1], the native-resolution fragments (``stream_iqa.fragments``, geometry in the
+metadata's ``fragments``); outputs ``quality`` (N,) on the
 calibrated 0-100 scale and ``distortions`` (N,3) probabilities in the order ``low_light, haze, flare``. Normalisation,
 sigmoids and the piecewise-linear calibration are inside the graph, so a serving stack needs only to resize frames.
 The checkpoint's metadata (name, version, thresholds, input size) travels in the model's ``metadata_props``: an
@@ -21,7 +23,9 @@ from torch import nn
 
 from stream_iqa.errors import ConfigError
 from stream_iqa.images import resize_tensor
+from stream_iqa.fragments import FragmentSpec
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput
+from stream_iqa.nn.fragments import gather_fragments
 from stream_iqa.nn.lite import DGIQALite
 
 
@@ -61,9 +65,11 @@ class OnnxScorer(nn.Module):
         else:
             raise ValueError(f"unknown calibration kind {kind!r}")
 
-    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         x = (rgb - self.model.mean) / self.model.std
-        q_logit, d_logits = self.model(x, depth)
+        f = None if fragments is None else (fragments - self.model.mean) / self.model.std
+        q_logit, d_logits = self.model(x, depth, f)
         quality = self.calibrate(torch.sigmoid(q_logit) * 100.0).clamp(0.0, 100.0)
         return quality, torch.sigmoid(d_logits)
 
@@ -74,20 +80,28 @@ def export_onnx(model: DGIQALite, path: Path, opset: int = 18) -> dict[str, Any]
 
     wrapper = OnnxScorer(model).cpu().eval()
     h, w = model.config.input_size
-    example = (torch.rand(2, 3, h, w), torch.rand(2, 1, h, w))
+    spec = model.fragment_spec
+    example: tuple[torch.Tensor, ...] = (torch.rand(2, 3, h, w), torch.rand(2, 1, h, w))
+    names = ["rgb", "depth"]
+    if spec is not None:
+        example += (torch.rand(2, 3, spec.size, spec.size),)
+        names.append("fragments")
     path.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.inference_mode(False), torch.no_grad():
         torch.onnx.export(
-            wrapper, example, str(path), input_names=["rgb", "depth"], output_names=["quality", "distortions"],
-            dynamic_shapes={"rgb": {0: batch}, "depth": {0: batch}}, opset_version=opset, dynamo=True,
+            wrapper, example, str(path), input_names=names, output_names=["quality", "distortions"],
+            dynamic_shapes={n: {0: batch} for n in names}, opset_version=opset, dynamo=True,
         )
     meta = {"model": getattr(model, "model_name", "dgiqa-lite"), "version": str(getattr(model, "version", "")),
             "input_size": json.dumps([h, w]), "distortions": json.dumps(list(DISTORTIONS)),
             "flag_thresholds": json.dumps(getattr(model, "flag_thresholds", {})),
             # which weights this graph was made from: `model.backend: auto` uses a graph only for its own checkpoint
             "tensors_sha256": str(getattr(model, "meta", {}).get("tensors_sha256", "")),
-            "inputs": "rgb (N,3,H,W) and depth (N,1,H,W) in [0,1], resized (bilinear, antialiased) to input_size"}
+            "inputs": "rgb (N,3,H,W) and depth (N,1,H,W) in [0,1], resized (bilinear, antialiased) to input_size"
+                      + ("; fragments (N,3,S,S) in [0,1], grid x patch native pixels (stream_iqa.fragments)" if spec else "")}
+    if spec is not None:
+        meta["fragments"] = json.dumps([spec.grid, spec.patch])
     proto = onnx.load(str(path))
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
@@ -109,6 +123,9 @@ class OnnxRuntimeScorer:
         self.session = self._session(threads)
         self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
         self.input_size = tuple(json.loads(self.meta["input_size"]))
+        frag = json.loads(self.meta.get("fragments", "null"))
+        #: the graph's fragment geometry, or None for a single-view graph (v1)
+        self.fragment_spec: FragmentSpec | None = FragmentSpec(*frag) if frag else None
 
     def _session(self, threads: int) -> Any:
         import onnxruntime as ort
@@ -124,8 +141,14 @@ class OnnxRuntimeScorer:
         if threads != self.threads:
             self.session, self.threads = self._session(threads), threads
 
-    def score(self, rgb: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        quality, distortions = self.session.run(None, {"rgb": rgb.astype(np.float32), "depth": depth.astype(np.float32)})
+    def score(self, rgb: np.ndarray, depth: np.ndarray, fragments: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        feed = {"rgb": rgb.astype(np.float32), "depth": depth.astype(np.float32)}
+        if self.fragment_spec is not None:
+            if fragments is None:
+                raise ValueError(f"{self.path} reads quality from fragments: pass them")
+            feed["fragments"] = fragments.astype(np.float32)
+        quality, distortions = self.session.run(None, feed)
         return quality, distortions
 
 
@@ -141,6 +164,7 @@ class OnnxRuntimeModel:
         self.version = meta.get("version", "")
         self.flag_thresholds: dict[str, float] = json.loads(meta.get("flag_thresholds", "{}"))
         self.config = SimpleNamespace(input_size=self.runner.input_size)  # read by SharedBatcher
+        self.fragment_spec = self.runner.fragment_spec
         self.meta: dict[str, Any] = {"backend": "onnxruntime", "onnx": str(path),
                                      "tensors_sha256": meta.get("tensors_sha256", "")}
         self.device = torch.device("cpu")
@@ -161,12 +185,15 @@ class OnnxRuntimeModel:
     def set_threads(self, threads: int) -> None:
         self.runner.set_threads(threads)
 
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None) -> IQAOutput:
         size = self.runner.input_size
         rgb, depth = rgb.float().cpu(), depth.float().cpu()
+        frags = None
+        if self.fragment_spec is not None:  # before the resize: fragments are native pixels
+            frags = (fragments if fragments is not None else gather_fragments(rgb, self.fragment_spec)).float().cpu().numpy()
         if tuple(rgb.shape[-2:]) != size:
             rgb = resize_tensor(rgb, size)
         if tuple(depth.shape[-2:]) != size:
             depth = resize_tensor(depth, size)
-        quality, distortions = self.runner.score(rgb.numpy(), depth.numpy())
+        quality, distortions = self.runner.score(rgb.numpy(), depth.numpy(), frags)
         return IQAOutput(quality=torch.from_numpy(quality), distortions=torch.from_numpy(distortions))

@@ -21,6 +21,7 @@ import torch
 from stream_iqa.deadline import Deadline
 from stream_iqa.depth.state import DepthState
 from stream_iqa.engine import SharedBatcher
+from stream_iqa.fragments import FragmentSpec
 from stream_iqa.logging import get_logger
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.schema import ClipReport, Distortions, FrameRecord, Integrity, ModelInfo, Source
@@ -67,6 +68,8 @@ class Pipeline:
         model = self.scorer.model
         self.model_info = ModelInfo(name=getattr(model, "model_name", "unknown"), version=str(getattr(model, "version", "0")))
         self.thresholds: dict[str, float] = dict(getattr(model, "flag_thresholds", {k: 0.5 for k in DISTORTIONS}))
+        #: the model's quality view: the decoder gathers these fragments from every sampled frame at native resolution
+        self.fragment_spec: FragmentSpec | None = getattr(model, "fragment_spec", None)
 
     @torch.inference_mode()
     def warm_up(self) -> None:
@@ -109,7 +112,7 @@ class Pipeline:
         records: list[FrameRecord] = []
         timings = {"decode": 0.0, "depth": 0.0, "model": 0.0}
         with open_video(src, self.settings.video, short_side=cfg.analysis_short_side, name=name or clip_id,
-                        policy=policy, deadline=deadline) as clip:
+                        policy=policy, deadline=deadline, fragments=self.fragment_spec) as clip:
             batch: list[SampledFrame] = []
             last_t = 0.0
             for frame in _prefetch(clip.frames(), cfg.prefetch, timings, deadline):
@@ -149,6 +152,10 @@ class Pipeline:
         if device.type == "cuda":
             host = host.pin_memory()  # lets the copy below run asynchronously with host work
         rgb = host.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        frags = None
+        if self.fragment_spec is not None:
+            native = torch.from_numpy(np.stack([f.fragments for f in batch]))
+            frags = native.to(device).permute(0, 3, 1, 2).float().div_(255.0)
         t0 = time.perf_counter()
         with self.scorer.autocast():
             size = self.scorer.depth_size(rgb)
@@ -157,7 +164,7 @@ class Pipeline:
             else:
                 depth, fresh = self.scorer.depth(rgb, size), [True] * len(batch)
             t1 = time.perf_counter()
-            out = self.batcher.score(rgb, depth) if self.batcher else self.scorer.model.score(rgb, depth)
+            out = (self.batcher or self.scorer.model).score(rgb, depth, frags)
         quality = out.quality.float().cpu().numpy()
         probs = out.distortions.float().cpu().numpy() if out.distortions is not None else np.zeros((len(batch), 3))
         t2 = time.perf_counter()

@@ -1,10 +1,13 @@
-"""Fragment sampling (stream_iqa.nn.fragments): native pixels, one patch per cell, deterministic at inference."""
+"""Fragment sampling (stream_iqa.fragments, numpy; stream_iqa.nn.fragments, torch): native pixels, one patch per
+cell, deterministic at inference, and the two agree."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from stream_iqa import fragments
 from stream_iqa.nn.fragments import FragmentSpec, cell_offsets, gather_fragments
 
 
@@ -24,15 +27,15 @@ def test_each_patch_is_native_pixels_centred_in_its_cell():
 
 def test_training_offsets_are_random_per_frame_and_stay_inside_their_cells():
     spec = FragmentSpec(grid=7, patch=32)
-    g = torch.Generator().manual_seed(0)
-    draws = torch.stack([cell_offsets(720, spec, g) for _ in range(200)])
+    g = np.random.default_rng(0)
+    draws = torch.stack([torch.from_numpy(cell_offsets(720, spec, g)) for _ in range(200)])
     bounds = torch.linspace(0, 720, 8).round().long()
     assert (draws >= bounds[:-1]).all() and (draws + 32 <= bounds[1:]).all()
     assert draws.unique(dim=0).shape[0] > 150 and draws.float().std(dim=0).min() > 10  # spread over the room in each cell
     rgb = torch.rand(1, 3, 720, 1280).expand(3, -1, -1, -1)
-    out = gather_fragments(rgb, spec, torch.Generator().manual_seed(1))
+    out = gather_fragments(rgb, spec, np.random.default_rng(1))
     assert out.shape == (3, 3, 224, 224) and not torch.equal(out[0], out[1])  # per frame, not per batch
-    again = gather_fragments(rgb, spec, torch.Generator().manual_seed(1))
+    again = gather_fragments(rgb, spec, np.random.default_rng(1))
     torch.testing.assert_close(out, again, rtol=0, atol=0)
 
 
@@ -46,3 +49,19 @@ def test_a_frame_too_small_for_its_cells_is_upscaled_just_enough():
         cell_offsets(100, spec)
     with pytest.raises(ValueError):
         FragmentSpec(grid=0)
+
+
+def test_the_decoders_numpy_sampler_gives_the_training_samplers_pixels():
+    """The decoder gathers fragments from uint8 HxWx3 frames, training from float NCHW batches: same cells, same
+    offsets (centred and with one seed), and upscaling small frames within one grey level."""
+    spec = FragmentSpec(grid=7, patch=32)
+    frame = np.random.default_rng(2).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    batch = torch.from_numpy(frame).permute(2, 0, 1)[None]
+    assert np.array_equal(fragments.gather(frame, spec), gather_fragments(batch, spec)[0].permute(1, 2, 0).numpy())
+    seeded = fragments.gather(frame, spec, np.random.default_rng(5))
+    assert np.array_equal(seeded, gather_fragments(batch, spec, np.random.default_rng(5))[0].permute(1, 2, 0).numpy())
+    assert not np.array_equal(seeded, fragments.gather(frame, spec))
+    small = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    up_np = fragments.gather(small, spec).astype(np.float32)
+    up_t = gather_fragments(torch.from_numpy(small).permute(2, 0, 1)[None].float(), spec)[0].permute(1, 2, 0).numpy()
+    assert up_np.shape == (224, 224, 3) and np.abs(up_np - up_t).max() <= 1.0

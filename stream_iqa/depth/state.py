@@ -257,7 +257,7 @@ class DepthState:
 
 
 class _Scorer(Protocol):
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput: ...
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None) -> IQAOutput: ...
 
 
 def measure_reuse(

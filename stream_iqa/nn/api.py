@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import torch
 
+from stream_iqa.fragments import FragmentSpec
+
 #: the distortion types the flags cover, in head order; names are part of the output contract
 DISTORTIONS: tuple[str, ...] = ("low_light", "haze", "flare")
 
@@ -25,8 +27,13 @@ class ScoringModel(torch.nn.Module):
     #: registry name and version recorded in reports
     model_name: str = "abstract"
     version: str = "0"
+    #: the fragments the model wants from the decoder, or None (it reads whole frames only)
+    fragment_spec: "FragmentSpec | None" = None
 
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:  # pragma: no cover - interface
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor,
+              fragments: torch.Tensor | None = None) -> IQAOutput:  # pragma: no cover - interface
+        """``fragments``: native-resolution fragments of the frames (``stream_iqa.fragments``) for models with a
+        fragment view (``fragment_spec``); other models ignore them."""
         raise NotImplementedError
 
     @property

@@ -41,10 +41,12 @@ def compile_network(model: nn.Module, mode: str = "default", backend: str = "ind
     (the tests use it to check the padding and slicing on any machine in seconds)."""
     compiled: Callable[..., Any] = torch.compile(model.forward, mode=mode, backend=backend, dynamic=False)
 
-    def forward(x: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(x: torch.Tensor, depth: torch.Tensor, frags: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         n = x.shape[0]
         size = bucket_for(n, buckets)
-        quality, distortions = compiled(_pad(x, size), _pad(depth, size))
+        extra = () if frags is None else (_pad(frags, size),)
+        quality, distortions = compiled(_pad(x, size), _pad(depth, size), *extra)
         # clone: with CUDA graphs the outputs live in the graph's memory and the next replay overwrites them
         return quality[:n].clone(), distortions[:n].clone()
 

@@ -159,7 +159,7 @@ class DGIQA(ScoringModel):
         return torch.sigmoid(self.fc(fused.mean(dim=(2, 3)))).view(-1)
 
     @torch.inference_mode()
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None) -> IQAOutput:
         """Official inference per image: (N,3,H,W) RGB in [0,1] and (N,1,H,W) depth in [0,1] → quality on 0–100.
 
         Each image gets its own generator seeded with ``self.seed``, so a score depends only on the image and the

@@ -12,6 +12,12 @@ It keeps DGIQA's ideas and drops its cost (see docs/MODEL.md for the measured ta
   lets the network fall back on appearance alone;
 * one deterministic pass over the whole frame at a low fixed resolution, instead of 10–20 random 224² crops;
 * heads for quality (0–100 after calibration) and the three distortion flags (independent logits, multi-label).
+
+Two views (``LiteConfig.fragments``, model v2): quality is then read from native-resolution fragments
+(``stream_iqa.fragments``: a grid of small native patches spliced into one image) through the same trunk and a lean
+head — the global average of every tapped stage, one linear layer — because resizing the frame to 192² destroys the
+fine-scale distortions people judge; the flags keep the whole-frame, depth-guided path, which low light, haze and
+flare need (they are about layout, not texture). Without ``fragments`` the checkpoint is the v1 single-view layout.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from stream_iqa.images import resize_tensor
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
 from stream_iqa.nn.checkpoint import CheckpointError, load_checkpoint
 from stream_iqa.nn.efficientnet_lite import load_imagenet_weights, supported_trunks
+from stream_iqa.nn.fragments import FragmentSpec, gather_fragments
 from stream_iqa.nn.registry import register_model
 
 
@@ -56,6 +63,9 @@ class LiteConfig:
     local_flags: tuple[str, ...] = ()
     local_dim: int = 48
     local_sharpness: float = 4.0  # log-mean-exp temperature: 0 → mean pooling, ∞ → max pooling
+    # (grid, patch): quality from a grid×grid lattice of patch² native-resolution fragments through the shared trunk
+    # and a lean head (stream_iqa.fragments); () → quality from the whole-frame head (the v1 layout)
+    fragments: tuple[int, ...] = ()
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LiteConfig":
@@ -228,7 +238,14 @@ class DGIQALite(ScoringModel):
             else None
         )
         head_in = 2 * cfg.dilated_dim + cfg.global_dim
-        self.head_quality = nn.Linear(head_in, 1)
+        if cfg.fragments and len(cfg.fragments) != 2:
+            raise ValueError(f"fragments must be (grid, patch), got {cfg.fragments}")
+        #: the quality view's sampling, or None when quality comes from the whole frame (v1)
+        self.fragment_spec: FragmentSpec | None = FragmentSpec(*cfg.fragments) if cfg.fragments else None
+        if self.fragment_spec is None:
+            self.head_quality: nn.Module = nn.Linear(head_in, 1)
+        else:  # the lean head: global average of each tapped stage of the fragment image, one linear layer
+            self.head_quality = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(sum(chans), 1))
         self.head_distortions = nn.Linear(head_in, len(DISTORTIONS))
         unknown = set(cfg.local_flags) - set(DISTORTIONS)
         if unknown:
@@ -255,8 +272,28 @@ class DGIQALite(ScoringModel):
         self.meta: dict[str, Any] = {}
 
     # -- the raw network (training, export) ------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised RGB (N,3,H,W) and depth (N,1,H,W) in [0,1] → (quality logit (N,), distortion logits (N,3))."""
+    def forward(self, x: torch.Tensor, depth: torch.Tensor, frags: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised RGB (N,3,H,W) and depth (N,1,H,W) in [0,1] (and, for a two-view model, normalised fragments
+        (N,3,S,S)) → (quality logit (N,), distortion logits (N,3))."""
+        if self.fragment_spec is None:
+            return self._whole_view(x, depth, quality=True)
+        if frags is None:
+            raise ValueError("this model reads quality from fragments: pass frags (see preprocess)")
+        return self.forward_quality(frags), self._whole_view(x, depth, quality=False)[1]
+
+    def forward_quality(self, frags: torch.Tensor) -> torch.Tensor:
+        """Normalised fragments (N,3,S,S) → quality logit (N,): the two-view model's quality path alone."""
+        if self.fragment_spec is None:
+            raise ValueError("this model has no fragment view (its quality comes from the whole frame)")
+        pooled = torch.cat([f.mean(dim=(2, 3)) for f in self.trunk(frags)], dim=1)
+        return self.head_quality(pooled).squeeze(1)
+
+    def forward_flags(self, x: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """Normalised whole frame and depth → distortion logits (N,3), without the quality path."""
+        return self._whole_view(x, depth, quality=self.fragment_spec is None)[1]
+
+    def _whole_view(self, x: torch.Tensor, depth: torch.Tensor, quality: bool) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.trunk(x)
         grid = feats[-1].shape[-2:]
         rgb = torch.cat([_to_grid(t(f), grid) for t, f in zip(self.tcbs, feats)], dim=1)
@@ -283,17 +320,29 @@ class DGIQALite(ScoringModel):
                 flags = flags + local
             else:  # onto their flags' columns through a constant 0/1 matrix (exports as a MatMul)
                 flags = flags + local @ self.local_place.to(local.dtype)
-        return self.head_quality(pooled).squeeze(1), flags
+        q = self.head_quality(pooled).squeeze(1) if quality else flags.new_zeros(flags.shape[0])
+        return q, flags
 
     # -- preprocessing the checkpoint knows ------------------------------------------------------------------
     def preprocess(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB (N,3,H,W) in [0,1] and depth (N,1,h,w) in [0,1], any size → the network's inputs."""
+        """RGB (N,3,H,W) in [0,1] and depth (N,1,h,w) in [0,1], any size → the network's whole-view inputs."""
         size = self.config.input_size
         if tuple(rgb.shape[-2:]) != tuple(size):
             rgb = resize_tensor(rgb, size)
         if tuple(depth.shape[-2:]) != tuple(size):
             depth = resize_tensor(depth, size)
         return (rgb - self.mean) / self.std, depth
+
+    def preprocess_fragments(self, rgb: torch.Tensor, fragments: torch.Tensor | None = None) -> torch.Tensor:
+        """The quality view's input: ``fragments`` (N,3,S,S) in [0,1] as the decoder gathered them from native
+        frames, else gathered here (centred) from ``rgb`` as given — native resolution only if ``rgb`` is."""
+        assert self.fragment_spec is not None
+        if fragments is None:
+            fragments = gather_fragments(rgb, self.fragment_spec)
+        elif fragments.shape[-1] != self.fragment_spec.size or fragments.shape[-2] != self.fragment_spec.size:
+            raise ValueError(f"fragments of {tuple(fragments.shape[-2:])} px, the model takes "
+                             f"{self.fragment_spec.size}² ({self.fragment_spec})")
+        return (fragments.to(self.mean.device, self.mean.dtype) - self.mean) / self.std
 
     def calibrate(self, raw: torch.Tensor) -> torch.Tensor:
         """Map the network's 0–100 output onto the calibrated scale recorded with the weights (monotone)."""
@@ -307,9 +356,13 @@ class DGIQALite(ScoringModel):
         raise CheckpointError(f"unknown calibration kind {cal['kind']!r}")
 
     @torch.inference_mode()
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor) -> IQAOutput:
-        x, d = self.preprocess(rgb.to(self.device), depth.to(self.device))
-        q_logit, d_logits = self(x, d)
+    def score(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None) -> IQAOutput:
+        """``fragments``: the decoder's native fragments of these frames, for a two-view model (ignored otherwise;
+        gathered from ``rgb`` when not given)."""
+        rgb = rgb.to(self.device)
+        x, d = self.preprocess(rgb, depth.to(self.device))
+        f = self.preprocess_fragments(rgb, fragments) if self.fragment_spec is not None else None
+        q_logit, d_logits = self(x, d, f)
         quality = self.calibrate(torch.sigmoid(q_logit.float()) * 100.0).clamp(0.0, 100.0)
         return IQAOutput(quality=quality, distortions=torch.sigmoid(d_logits.float()))
 

@@ -17,6 +17,7 @@ from .frame import ClipInfo, SampledFrame, VideoClip
 from stream_iqa.settings import VideoSettings
 from .source import InputPolicy, VideoInput, resolve_source
 from stream_iqa.deadline import Deadline
+from stream_iqa.fragments import FragmentSpec
 
 __all__ = [
     "ClipInfo",
@@ -42,13 +43,15 @@ def open_video(
     name: str | None = None,
     policy: InputPolicy | None = None,
     deadline: Deadline | None = None,
+    fragments: FragmentSpec | None = None,
 ) -> VideoClip:
     """Vet and open ``src`` (path, http(s) URL if allowed, or bytes of a self-contained segment).
 
     ``size`` = (width, height) of the returned frames, resized by the decoder's scaler; ``short_side`` instead
     downscales (never upscales) so the shorter side has that length, aspect kept; ``name`` labels bytes input
     in errors; ``policy`` says where the input and anything it names may be read from (default: anywhere, as for
-    replay); ``deadline`` bounds fetching and decoding. decord is used only when asked for and the input is a local
+    replay); ``deadline`` bounds fetching and decoding; ``fragments``: also gather these native-resolution fragments
+    of every sampled frame (``SampledFrame.fragments``, before any downscaling). decord is used only when asked for and the input is a local
     file (not a playlist).
     """
     settings = settings or VideoSettings()
@@ -56,8 +59,8 @@ def open_video(
     if settings.backend == "decord" and source.path is not None and not source.playlists:
         from .decord_backend import DecordClip
 
-        return DecordClip(source, settings, size, short_side, deadline)
-    return PyAVClip(source, settings, size, short_side, deadline)
+        return DecordClip(source, settings, size, short_side, deadline, fragments)
+    return PyAVClip(source, settings, size, short_side, deadline, fragments)
 
 
 def sample_frames(
@@ -69,8 +72,9 @@ def sample_frames(
     name: str | None = None,
     policy: InputPolicy | None = None,
     deadline: Deadline | None = None,
+    fragments: FragmentSpec | None = None,
 ) -> Iterator[SampledFrame]:
     """Open, sample and close in one generator (closed also when the consumer stops early)."""
     with open_video(src, settings, size=size, short_side=short_side, name=name, policy=policy,
-                    deadline=deadline) as clip:
+                    deadline=deadline, fragments=fragments) as clip:
         yield from clip.frames()

@@ -22,6 +22,8 @@ from .errors import (
     UndecodableVideoError,
     VideoError,
 )
+from stream_iqa.fragments import FragmentSpec, gather
+
 from .frame import ClipInfo, SampledFrame, fit_short_side
 from .sampling import make_sampler
 from stream_iqa.settings import VideoSettings
@@ -132,12 +134,13 @@ class PyAVClip:
 
     def __init__(
         self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None,
-        short_side: int | None = None, deadline: Deadline | None = None,
+        short_side: int | None = None, deadline: Deadline | None = None, fragments: FragmentSpec | None = None,
     ) -> None:
         self.label = source.label
         self.settings = settings
         self.size = size
         self.short_side = short_side
+        self.fragments = fragments
         self.deadline = deadline or Deadline.none()
         self._source = source
         self._span = _Span()
@@ -227,8 +230,12 @@ class PyAVClip:
                     index = decoded
                 decoded += 1
                 if sampler.take(index, t):
+                    target = self._target(frame)
+                    native = frame_to_rgb(frame, None) if self.fragments is not None else None
+                    rgb = frame_to_rgb(frame, target) if target is not None or native is None else native
                     yield SampledFrame(
-                        index=index, t=t, rgb=frame_to_rgb(frame, self._target(frame)), keyframe=bool(frame.key_frame)
+                        index=index, t=t, rgb=rgb, keyframe=bool(frame.key_frame),
+                        fragments=None if native is None else gather(native, self.fragments),
                     )
         if decoded == 0:
             _raise_refusal(self._source)

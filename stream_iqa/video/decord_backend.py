@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import cv2
 import numpy as np
+
+from stream_iqa.fragments import FragmentSpec, gather
 
 from .decode import check_stream, open_container
 from .errors import TooLongError, UndecodableVideoError, VideoError
@@ -27,7 +30,7 @@ class DecordClip:
 
     def __init__(
         self, source: Source, settings: VideoSettings, size: tuple[int, int] | None = None,
-        short_side: int | None = None, deadline: Deadline | None = None,
+        short_side: int | None = None, deadline: Deadline | None = None, fragments: FragmentSpec | None = None,
     ) -> None:
         if source.path is None:
             raise ValueError("the decord backend reads local files only")
@@ -35,6 +38,8 @@ class DecordClip:
         self.settings = settings
         self.size = size
         self.deadline = deadline or Deadline.none()
+        self.fragments = fragments
+        self._short_side = short_side if size is None else None
         #: decord's frame index comes from the container's own tables, so only frames actually read count here
         self.decoded_duration_s = 0.0
         # the probe opens the file under video.allowed_formats, so decord (whose FFmpeg has no allow-list) only
@@ -51,7 +56,7 @@ class DecordClip:
         import decord  # deferred: only the decord backend pays for importing it
 
         kwargs: dict[str, int] = {"num_threads": settings.threads}
-        if size is not None:
+        if size is not None and fragments is None:  # fragments need native frames: those are resized here instead
             kwargs.update(width=size[0], height=size[1])
         try:
             self._reader: decord.VideoReader | None = decord.VideoReader(str(source.path), ctx=decord.cpu(0), **kwargs)
@@ -100,7 +105,16 @@ class DecordClip:
             batch = vr.get_batch(chunk).asnumpy()  # type: ignore[attr-defined]
             self.decoded_duration_s = float(times[chunk[-1]]) + step
             for i, rgb in zip(chunk, batch):
-                yield SampledFrame(index=i, t=float(times[i]), rgb=np.ascontiguousarray(rgb), keyframe=i in keys)
+                frags = None
+                if self.fragments is not None:
+                    frags = gather(rgb, self.fragments)
+                    # the size this frame would have had from decord's scaler (display orientation, as decoded)
+                    want = (fit_short_side(rgb.shape[1], rgb.shape[0], self._short_side) if self._short_side
+                            else self.size)
+                    if want is not None and (rgb.shape[1], rgb.shape[0]) != tuple(want):
+                        rgb = cv2.resize(rgb, tuple(want), interpolation=cv2.INTER_AREA)
+                yield SampledFrame(index=i, t=float(times[i]), rgb=np.ascontiguousarray(rgb), keyframe=i in keys,
+                                   fragments=frags)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -22,6 +22,9 @@ class SampledFrame:
     t: float
     rgb: np.ndarray  # uint8 HxWx3
     keyframe: bool
+    #: uint8 SxSx3 fragments gathered from the frame at its native resolution, when the model asked for them
+    #: (``open_video(fragments=…)``; ``rgb`` may have been downscaled, these never are)
+    fragments: np.ndarray | None = None
     #: monotonic clock when the frame left the decoder: per-frame latency is measured from here to its score
     decoded_at: float = field(default_factory=time.perf_counter)
 

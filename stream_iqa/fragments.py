@@ -1,0 +1,81 @@
+"""Grid mini-patch sampling (FAST-VQA's "fragments") of a frame at its own resolution — numpy only.
+
+Resizing a whole frame to the network's input destroys the fine-scale distortions people judge quality by (noise,
+compression blocks, slight defocus): a 1280×720 frame shrunk to 192² loses them all. Fragments keep them: the frame
+is cut into a ``grid × grid`` lattice of cells, one ``patch × patch`` square of native pixels is taken from each cell,
+and the squares are spliced into one ``grid·patch`` square image. The lattice keeps a coarse view of the layout, so
+the network still sees where things are. (Wu et al., "FAST-VQA: Efficient End-to-end Video Quality Assessment with
+Fragment Sampling", ECCV 2022.)
+
+Inference is deterministic — each patch is centred in its cell, so one frame always gives one score — and training
+draws a random offset inside each cell (an augmentation that never resamples pixels). A frame whose cells are
+smaller than a patch is first upscaled just enough (bilinear), as FAST-VQA does; that is the only resampling.
+
+This module is the sampler the decoder runs on every sampled frame (``video.open_video(fragments=…)``), so it needs
+numpy and OpenCV only; ``stream_iqa.nn.fragments`` applies the same offsets to torch batches for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FragmentSpec:
+    grid: int = 7
+    patch: int = 32
+
+    def __post_init__(self) -> None:
+        if self.grid < 1 or self.patch < 1:
+            raise ValueError(f"fragment grid and patch must be positive, got {self.grid} and {self.patch}")
+
+    @property
+    def size(self) -> int:
+        """Side of the spliced fragment image."""
+        return self.grid * self.patch
+
+
+def cell_offsets(length: int, spec: FragmentSpec, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Start of the patch in each of the ``grid`` cells along one axis of ``length`` pixels (``length`` ≥ grid·patch).
+
+    Cells split the axis as evenly as integers allow; without ``rng`` each patch is centred in its cell, with it the
+    patch lies anywhere inside its cell (uniformly), never across a cell border."""
+    if length < spec.size:
+        raise ValueError(f"axis of {length} px is shorter than the {spec.size} px the fragments need")
+    bounds = np.floor(np.linspace(0, length, spec.grid + 1) + 0.5).astype(np.int64)
+    starts, room = bounds[:-1], bounds[1:] - bounds[:-1] - spec.patch
+    if rng is None:
+        return starts + room // 2
+    return starts + rng.integers(0, room + 1)
+
+
+def fitted_size(height: int, width: int, spec: FragmentSpec) -> tuple[int, int] | None:
+    """(height, width) to upscale a frame to (aspect kept) when its shorter side is under ``spec.size``; None when
+    the frame is large enough as it is."""
+    short = min(height, width)
+    if short >= spec.size:
+        return None
+    scale = spec.size / short
+    return max(spec.size, round(height * scale)), max(spec.size, round(width * scale))
+
+
+def patch_index(length: int, spec: FragmentSpec, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Pixel indices along one axis that, taken in order, splice the ``grid`` patches together."""
+    return (cell_offsets(length, spec, rng)[:, None] + np.arange(spec.patch)).reshape(-1)
+
+
+def gather(rgb: np.ndarray, spec: FragmentSpec, rng: np.random.Generator | None = None) -> np.ndarray:
+    """An H×W×C frame (any dtype) at native resolution → its ``grid·patch`` square H×W×C fragment image."""
+    h, w = rgb.shape[:2]
+    fit = fitted_size(h, w, spec)
+    if fit is not None:
+        import cv2
+
+        rgb = cv2.resize(rgb, (fit[1], fit[0]), interpolation=cv2.INTER_LINEAR)
+        h, w = fit
+    return np.ascontiguousarray(rgb[patch_index(h, spec, rng)][:, patch_index(w, spec, rng)])
+
+
+__all__ = ["FragmentSpec", "cell_offsets", "fitted_size", "gather", "patch_index"]
