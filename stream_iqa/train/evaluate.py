@@ -28,9 +28,12 @@ def predict_arrays(model: Any, data: ArraySet, batch_size: int = 64, raw: bool =
     was_training = model.training
     model.eval()
     qs, fs = [], []
+    two_view = getattr(model, "fragment_spec", None) is not None
     for i in range(0, len(data), batch_size):
-        x, d = model.preprocess(*data.tensors(slice(i, i + batch_size)))
-        q_logit, f_logits = model(x, d)
+        rgb, depth = data.tensors(slice(i, i + batch_size))
+        x, d = model.preprocess(rgb, depth)
+        # a two-view model's fragments of the stored (resized) images: its flags are what these arrays measure
+        q_logit, f_logits = model(x, d, model.preprocess_fragments(rgb)) if two_view else model(x, d)
         q = torch.sigmoid(q_logit) * 100.0
         qs.append((q if raw else model.calibrate(q)).numpy())
         fs.append(torch.sigmoid(f_logits).numpy())
@@ -100,13 +103,18 @@ def fit_calibration(model: Any, data: ArraySet, knots: int = 21) -> dict[str, An
     sub = ArraySet(data.rgb[m], data.depth[m], data.mos[m], data.weak[m], data.flags[m], data.group[m],
                    data.severity[m], [n for n, k in zip(data.names, m) if k])
     raw, _ = predict_arrays(model, sub, raw=True)
-    iso = IsotonicRegression(y_min=0.0, y_max=100.0, out_of_bounds="clip").fit(raw, sub.mos)
+    return calibration_from(raw, sub.mos, knots)
+
+
+def calibration_from(raw: np.ndarray, mos: np.ndarray, knots: int = 21) -> dict[str, Any]:
+    """The piecewise-linear calibration (isotonic regression, ``knots`` quantile knots) of raw scores onto MOS."""
+    iso = IsotonicRegression(y_min=0.0, y_max=100.0, out_of_bounds="clip").fit(raw, mos)
     xs = np.unique(np.quantile(raw, np.linspace(0, 1, knots)))
     xs = np.concatenate([[0.0], xs, [100.0]])
     xs = np.unique(xs)
     ys = np.maximum.accumulate(iso.predict(xs))
     return {"kind": "piecewise_linear", "x": [round(float(v), 4) for v in xs], "y": [round(float(v), 4) for v in ys],
-            "fitted_on": f"{int(m.sum())} MOS training photos (isotonic regression)"}
+            "fitted_on": f"{len(raw)} MOS training photos (isotonic regression)"}
 
 
 @torch.inference_mode()

@@ -112,6 +112,8 @@ class TrainConfig:
 #: modules whose output is only the flag logits: training only these leaves the quality score (and so the
 #: checkpoint's score calibration) unchanged
 FLAG_ONLY_MODULES: tuple[str, ...] = ("local_flags", "head_distortions")
+#: a two-view model's quality path (trained by train.quality_view on fragments); everything else serves the flags
+QUALITY_VIEW_MODULES: tuple[str, ...] = ("trunk", "head_quality")
 
 
 @dataclass
@@ -216,7 +218,11 @@ def pairwise_rank_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Te
 def compute_loss(model: DGIQALite, data: ArraySet, idx: np.ndarray, cfg: TrainConfig,
                  rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
     x, d = to_batch(data, idx, model, flip=rng.random(len(idx)) < 0.5)
-    q_logit, f_logits = model(x, d)
+    if model.fragment_spec is not None:  # two-view: quality is trained by train.quality_view, flags here
+        f_logits = model.forward_flags(x, d)
+        q_logit = f_logits.new_zeros(len(idx))
+    else:
+        q_logit, f_logits = model(x, d)
     q = torch.sigmoid(q_logit) * 100.0
     mos = torch.from_numpy(data.mos[idx])
     weak = torch.from_numpy(data.weak[idx])
@@ -275,6 +281,13 @@ def build_model(cfg: TrainConfig) -> tuple[DGIQALite, LiteConfig, dict[str, Any]
     fresh = [k for k in missing if not _under(k, cfg.train_only)]
     if unexpected or fresh:
         raise ValueError(f"{problem}: new {fresh[:5]}, dropped {unexpected[:5]}")
+    if model.fragment_spec is not None:
+        quality_path = [p for p in cfg.train_only if _under(p.rstrip("."), QUALITY_VIEW_MODULES)]
+        weights = {k: getattr(cfg, k) for k in ("w_mos", "w_mos_rank", "w_weak", "w_rank") if getattr(cfg, k)}
+        if not cfg.train_only or quality_path or weights:
+            raise ValueError(f"init_from {cfg.init_from} is a two-view model: its trunk and quality head are trained "
+                             "by stream_iqa.train.quality_view; here train_only must name whole-view modules only "
+                             f"(got {cfg.train_only or 'everything'}) and the quality weights be 0 (got {weights})")
     model.calibration = base.calibration
     model.flag_thresholds.update(base.flag_thresholds)
     return model, arch, base_meta
@@ -382,7 +395,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
                     "history": history}, state_path)
     model.eval()
-    if cfg.train_only and all(_under(p.rstrip("."), FLAG_ONLY_MODULES) for p in cfg.train_only):
+    if (cfg.train_only and all(_under(p.rstrip("."), FLAG_ONLY_MODULES) for p in cfg.train_only)) \
+            or model.fragment_spec is not None:
         calib = model.calibration  # the quality path did not train: the starting checkpoint's calibration holds
     else:
         calib = fit_calibration(model, data.train)
@@ -394,6 +408,7 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
         "version": f"{__version__}+{cfg.name}",
         "arch": arch.to_dict(),
         "preprocess": {"input_size": list(arch.input_size), "resize": "whole frame, bilinear antialiased",
+                       **({"fragments": base_meta["preprocess"]["fragments"]} if arch.fragments else {}),
                        "mean": list(arch.mean), "std": list(arch.std), "rgb_range": [0, 1]},
         "depth_source": data.depth_source,
         "distortions": list(DISTORTIONS),
@@ -412,6 +427,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
                               "tensors_sha256": base_meta.get("tensors_sha256")}} if cfg.init_from else {}),
             "machine": f"{platform.machine()} {platform.processor() or ''} torch threads={torch.get_num_threads()}".strip(),
             "torch": torch.__version__,
+            # the stage that trained a two-view model's trunk and quality head, carried along
+            **({"quality_view": base_meta["training"]["quality_view"]} if arch.fragments else {}),
         },
         "metrics": final,
         "history": history,

@@ -57,12 +57,15 @@ def input_features(model: DGIQALite, images: list[torch.Tensor], spec: str) -> n
     return np.stack(out)
 
 
-def compare_inputs(specs: list[str], seeds: list[int], trunk: str = "tf_efficientnet_lite0") -> dict[str, list[float]]:
-    """Held-out CLIVE SROCC of a ridge on frozen features, per input spec and split seed."""
+def compare_inputs(specs: list[str], seeds: list[int], trunk: str = "tf_efficientnet_lite0",
+                   stages: tuple[int, ...] = (1, 2, 3, 4)) -> dict[str, list[float]]:
+    """Held-out CLIVE SROCC of a ridge on frozen features, per input spec and split seed; ``stages``: the trunk
+    stages tapped (their global averages are concatenated)."""
     items = load_mos_dataset("clive", Settings().data.root / "clive")
     images = [to_tensor(read_rgb(i.path)) for i in items]
     index = {i.path: k for k, i in enumerate(items)}
-    model = DGIQALite(LiteConfig(trunk=trunk)).eval()
+    model = DGIQALite(LiteConfig(trunk=trunk, trunk_indices=tuple(stages), tcb_dims=(8,) * len(stages),
+                                 depth_dims=(8,) * len(stages))).eval()
     out: dict[str, list[float]] = {}
     for spec in specs:
         feats = input_features(model, images, spec)
@@ -98,11 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--inputs", nargs="+", help="compare inputs instead: whole@SIZE, fragments@GRIDxPATCH")
     ap.add_argument("--split-seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], help="trunk stages tapped (--inputs)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.inputs:
-        table = compare_inputs(args.inputs, args.split_seeds)
-        print(f"frozen {args.trunks[0]} features + ridge, held-out CLIVE SROCC (20 %), split seeds {args.split_seeds}")
+        table = compare_inputs(args.inputs, args.split_seeds, args.trunks[0], tuple(args.stages))
+        print(f"frozen {args.trunks[0]} features (stages {args.stages}) + ridge, held-out CLIVE SROCC (20 %), "
+              f"split seeds {args.split_seeds}")
         print("| input | " + " | ".join(f"seed {s}" for s in args.split_seeds) + " | mean |")
         print("|---|" + "---|" * (len(args.split_seeds) + 1))
         for spec, vals in table.items():

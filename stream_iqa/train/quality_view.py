@@ -1,0 +1,258 @@
+"""The two-view student's quality path: the trunk and lean head fine-tuned on native-resolution fragments of MOS photos.
+
+Why a stage of its own: quality is learnt from human scores only (CLIVE), on fragments at the photo's own resolution
+(``stream_iqa.fragments``, random cell offsets and flips per step, centred at evaluation), with the trunk's batch-norm
+statistics frozen (540 photos are too few to re-estimate them) and the loss people report against — squared error on
+the 0–100 scale plus (1 − PLCC) over the batch. Synthetic variants stay out: their weak quality labels cost
+held-out SROCC in the single-view student (models/README.md). The whole-view flag path is trained afterwards on the
+frozen trunk (``stream-iqa train`` with ``init_from`` and ``train_only``), so the flags see the trunk they will run
+with.
+
+    python -m stream_iqa.train.quality_view --recipe configs/train-quality-view.yaml --split-seeds 0 1 2
+    python -m stream_iqa.train.quality_view --recipe configs/train-quality-view.yaml --final --out runs/q/model.safetensors
+
+``--split-seeds`` trains one model per CLIVE split (20 % held out, the split of ``split_items``) from ImageNet and
+prints held-out SROCC/PLCC per seed and their mean: differences under ~0.03 on 157 photos are noise, so recipes are
+compared on several splits. ``--final`` trains on every CLIVE photo and writes a checkpoint whose flag heads are
+still untrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from stream_iqa import __version__
+from stream_iqa.data.mos import MOSItem, load_mos_dataset, split_items
+from stream_iqa.fragments import gather
+from stream_iqa.images import read_rgb
+from stream_iqa.logging import get_logger
+from stream_iqa.metrics import plcc, srocc
+from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.nn.checkpoint import save_checkpoint
+from stream_iqa.nn.lite import DGIQALite, LiteConfig
+from stream_iqa.settings import Settings
+from stream_iqa.train.evaluate import calibration_from
+
+log = get_logger(__name__)
+
+
+@dataclass
+class QualityViewConfig:
+    name: str = "dgiqa-lite-quality-view"
+    trunk: str = "tf_efficientnet_lite0"
+    fragments: tuple[int, int] = (7, 32)  # (grid, patch)
+    epochs: int = 8
+    batch_size: int = 16
+    lr: float = 1e-3  # the lean head
+    trunk_lr: float = 1e-4
+    weight_decay: float = 1e-4
+    w_plcc: float = 1.0
+    clive_val_fraction: float = 0.2  # 0: every CLIVE photo (the final model)
+    split_seed: int = 0
+    seed: int = 0
+    threads: int = 0
+    eval_draws: int = 1  # fragment draws averaged per held-out photo (1: the centred grid the service uses)
+    max_mos: int = 0  # >0: only the first N CLIVE photos (smoke tests)
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> "QualityViewConfig":
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown quality-view settings {sorted(unknown)}")
+        if "fragments" in data:
+            data["fragments"] = tuple(data["fragments"])
+        return cls(**data)
+
+    def __post_init__(self) -> None:
+        if len(self.fragments) != 2 or min(self.fragments) < 1:
+            raise ValueError(f"fragments must be [grid, patch], got {list(self.fragments)}")
+
+
+def _fragment_batch(images: list[np.ndarray], model: DGIQALite, rng: np.random.Generator | None,
+                    flip: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 photos → normalised fragment batch; random offsets (and flips) with ``rng``, centred without."""
+    spec = model.fragment_spec
+    assert spec is not None
+    frags = [gather(img, spec, rng) for img in images]
+    if flip is not None:
+        frags = [f[:, ::-1] if fl else f for f, fl in zip(frags, flip)]
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(frags))).permute(0, 3, 1, 2).float().div_(255.0)
+    return (x - model.mean) / model.std
+
+
+def _plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    p, t = pred - pred.mean(), target - target.mean()
+    return 1.0 - (p * t).sum() / (p.norm() * t.norm()).clamp_min(1e-8)
+
+
+def _freeze_bn(model: DGIQALite) -> None:
+    for m in model.trunk.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+@torch.inference_mode()
+def predict(model: DGIQALite, images: list[np.ndarray], draws: int = 1, seed: int = 0, batch: int = 16) -> np.ndarray:
+    """Quality on the network's 0–100 scale (before calibration) per photo: the centred grid, or the mean over
+    ``draws`` random grids (the centred one first)."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(images))
+    for d in range(draws):
+        for lo in range(0, len(images), batch):
+            x = _fragment_batch(images[lo:lo + batch], model, None if d == 0 else rng)
+            out[lo:lo + batch] += torch.sigmoid(model.forward_quality(x)).numpy() * 100.0
+    return out / draws
+
+
+def train_quality_view(cfg: QualityViewConfig, train_items: list[MOSItem], val_items: list[MOSItem],
+                       images: dict[Path, np.ndarray]) -> tuple[DGIQALite, dict[str, Any]]:
+    """Fine-tune trunk + lean head from ImageNet on ``train_items``; held-out figures on ``val_items`` (if any)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = DGIQALite(LiteConfig(trunk=cfg.trunk, fragments=tuple(cfg.fragments)), pretrained_trunk=True)
+    head = [p for n, p in model.named_parameters() if n.startswith("head_quality.")]
+    opt = torch.optim.AdamW([{"params": head, "lr": cfg.lr}, {"params": model.trunk_parameters(), "lr": cfg.trunk_lr}],
+                            weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(train_items) / cfg.batch_size)
+    total = steps * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    mos = np.array([i.mos for i in train_items], dtype=np.float32)
+    train_imgs = [images[i.path] for i in train_items]
+    val_imgs = [images[i.path] for i in val_items]
+    history = []
+    started = time.time()
+    for epoch in range(cfg.epochs):
+        model.train()
+        _freeze_bn(model)
+        order = rng.permutation(len(train_items))
+        losses = []
+        for s in range(steps):
+            idx = order[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            x = _fragment_batch([train_imgs[i] for i in idx], model, rng, flip=rng.random(len(idx)) < 0.5)
+            q = torch.sigmoid(model.forward_quality(x))
+            y = torch.from_numpy(mos[idx] / 100.0)
+            loss = torch.nn.functional.mse_loss(q, y) + cfg.w_plcc * _plcc_loss(q, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        entry: dict[str, Any] = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
+                                 "elapsed_s": round(time.time() - started, 1)}
+        if val_items:
+            pred = predict(model, val_imgs)
+            entry["val"] = {"srocc": srocc(pred, [i.mos for i in val_items]),
+                            "plcc": plcc(pred, [i.mos for i in val_items])}
+        history.append(entry)
+        log.info("quality view epoch", **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in entry.items()
+                                          if k != "val"}, **{f"val_{k}": round(v, 4) for k, v in entry.get("val", {}).items()})
+    model.eval()
+    metrics: dict[str, Any] = {"train_s": round(time.time() - started, 1)}
+    if val_items:
+        target = [i.mos for i in val_items]
+        pred = predict(model, val_imgs)
+        metrics.update(n=len(val_items), srocc=srocc(pred, target), plcc=plcc(pred, target))
+        if cfg.eval_draws > 1:
+            avg = predict(model, val_imgs, draws=cfg.eval_draws)
+            metrics.update(srocc_draws=srocc(avg, target), plcc_draws=plcc(avg, target))
+    return model, {"metrics": metrics, "history": history}
+
+
+def load_clive(settings: Settings, max_items: int = 0) -> tuple[list[MOSItem], dict[Path, np.ndarray]]:
+    items = load_mos_dataset("clive", settings.data.root / "clive")
+    if max_items:
+        items = items[:max_items]
+    return items, {i.path: read_rgb(i.path) for i in items}
+
+
+def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[int]) -> list[dict[str, Any]]:
+    items, images = load_clive(settings, cfg.max_mos)
+    rows = []
+    for seed in seeds:
+        train, val = split_items(items, cfg.clive_val_fraction or 0.2, seed=seed)
+        _, result = train_quality_view(cfg, train, val, images)
+        rows.append({"split_seed": seed, **result["metrics"]})
+    return rows
+
+
+def write_final(cfg: QualityViewConfig, settings: Settings, out: Path, command: str) -> dict[str, Any]:
+    """Train on every CLIVE photo and save a two-view checkpoint (flag heads untrained: train them next)."""
+    items, images = load_clive(settings, cfg.max_mos)
+    model, result = train_quality_view(cfg, items, [], images)
+    raw = predict(model, [images[i.path] for i in items])
+    model.calibration = calibration_from(raw, np.array([i.mos for i in items]))
+    meta = {
+        "model": "dgiqa-lite",
+        "version": f"{__version__}+{cfg.name}",
+        "arch": model.config.to_dict(),
+        "preprocess": {"input_size": list(model.config.input_size), "resize": "whole frame, bilinear antialiased",
+                       "fragments": {"grid": cfg.fragments[0], "patch": cfg.fragments[1],
+                                     "sampling": "native resolution, patch centred in each cell"},
+                       "mean": list(model.config.mean), "std": list(model.config.std), "rgb_range": [0, 1]},
+        "depth_source": "prior",
+        "distortions": list(DISTORTIONS),
+        "flag_thresholds": {k: 0.5 for k in DISTORTIONS},
+        "calibration": model.calibration,
+        "training": {"quality_view": {"config": asdict(cfg), "command": command, "data": f"clive (all {len(items)})",
+                                      "history": result["history"], "wall_time_s": result["metrics"]["train_s"],
+                                      "machine": f"{platform.machine()} torch threads={torch.get_num_threads()}",
+                                      "torch": torch.__version__}},
+    }
+    save_checkpoint(out, model.state_dict(), meta)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", type=Path)
+    ap.add_argument("--split-seeds", type=int, nargs="+")
+    ap.add_argument("--final", action="store_true", help="train on every CLIVE photo and write --out")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="override recipe keys")
+    args = ap.parse_args(argv)
+    cfg = QualityViewConfig.from_yaml(args.recipe) if args.recipe else QualityViewConfig()
+    for kv in args.set:
+        key, _, value = kv.partition("=")
+        if key not in QualityViewConfig.__dataclass_fields__:
+            raise SystemExit(f"--set {key}: not a quality-view setting")
+        v = yaml.safe_load(value)
+        setattr(cfg, key, tuple(v) if isinstance(v, list) else v)
+    settings = Settings()
+    if args.final:
+        if args.out is None:
+            raise SystemExit("--final needs --out")
+        write_final(cfg, settings, args.out, " ".join(["python -m stream_iqa.train.quality_view", *sys.argv[1:]]))
+        return
+    seeds = args.split_seeds or [cfg.split_seed]
+    rows = compare_split_seeds(cfg, settings, seeds)
+    print(f"quality view {cfg.fragments[0]}x{cfg.fragments[1]} fragments, {cfg.epochs} epochs, held-out CLIVE "
+          f"({cfg.clive_val_fraction or 0.2:.0%}), torch threads={torch.get_num_threads()}")
+    draws = cfg.eval_draws > 1
+    print("| split seed | SROCC | PLCC |" + (f" SROCC, {cfg.eval_draws} draws |" if draws else "") + " train s |")
+    print("|---|---|---|" + ("---|" if draws else "") + "---|")
+    for r in rows:
+        print(f"| {r['split_seed']} | {r['srocc']:.3f} | {r['plcc']:.3f} |"
+              + (f" {r['srocc_draws']:.3f} |" if draws else "") + f" {r['train_s']:.0f} |")
+    print(f"| mean | {np.mean([r['srocc'] for r in rows]):.3f} | {np.mean([r['plcc'] for r in rows]):.3f} |"
+          + (f" {np.mean([r['srocc_draws'] for r in rows]):.3f} |" if draws else "") + " |")
+
+
+if __name__ == "__main__":
+    main()

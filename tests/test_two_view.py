@@ -1,0 +1,199 @@
+"""The two-view student (model v2): quality from native-resolution fragments, flags from the whole frame.
+
+What is pinned: the decoder hands every sampled frame's fragments at native resolution while ``rgb`` is downscaled;
+the pipeline scores with those (not with fragments of the downscaled frame); the exported ONNX graph, the shared
+batcher and the PyTorch model agree; a v1 (single-view) checkpoint runs exactly as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stream_iqa import fragments
+from stream_iqa.nn.checkpoint import save_checkpoint
+from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
+from stream_iqa.pipeline import Pipeline
+from stream_iqa.settings import Settings
+from stream_iqa.video import VideoSettings, open_video
+
+from test_video_decode import write_clip
+
+SPEC = fragments.FragmentSpec(grid=4, patch=32)  # 128² fragments: small, quick on CPU
+
+
+@pytest.fixture(scope="module")
+def two_view_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = DGIQALite(LiteConfig(input_size=(128, 128), fragments=(SPEC.grid, SPEC.patch))).eval()
+    with torch.no_grad():  # a quality head that reacts to fine texture, so native vs resampled fragments differ
+        model.head_quality[1].weight.normal_(0, 0.02)
+    path = tmp_path_factory.mktemp("ckpt2") / "two-view.safetensors"
+    save_checkpoint(path, model.state_dict(), {
+        "model": "dgiqa-lite", "version": "test-v2", "arch": model.config.to_dict(), "depth_source": "prior",
+        "calibration": {"kind": "identity"}})
+    return path
+
+
+@pytest.fixture(scope="module")
+def textured_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """640×480, fine texture (a real photo with noise) that a downscale to 192 px short side blurs away."""
+    from skimage import data
+
+    rng = np.random.default_rng(0)
+    photo = np.asarray(data.astronaut())  # 512×512
+    base = np.zeros((480, 640 + 24, 3), np.uint8)
+    base[:, :512] = photo[16:496]
+    base[:, 512:] = photo[16:496, : 640 + 24 - 512]
+    frames = [np.clip(base[:, 2 * i: 2 * i + 640].astype(int) + rng.integers(-20, 21, (480, 640, 3)), 0, 255)
+              .astype(np.uint8) for i in range(12)]
+    return write_clip(tmp_path_factory.mktemp("clip2") / "textured.mp4", frames, fps=6)
+
+
+@pytest.mark.parametrize("backend", ["pyav", "decord"])
+def test_decoder_gathers_fragments_from_the_native_frame_while_rgb_is_downscaled(textured_clip, backend):
+    if backend == "decord":
+        pytest.importorskip("decord")
+    s = VideoSettings(sampling="every_n", every_n=5, backend=backend)
+    with open_video(textured_clip, s, short_side=192, fragments=SPEC) as clip:
+        small = list(clip.frames())
+    with open_video(textured_clip, s) as clip:
+        native = list(clip.frames())
+    assert [f.index for f in small] == [f.index for f in native] == [0, 5, 10]
+    for a, b in zip(small, native):
+        assert a.rgb.shape == (192, 256, 3) and b.rgb.shape == (480, 640, 3) and b.fragments is None
+        assert np.array_equal(a.fragments, fragments.gather(b.rgb, SPEC))
+
+
+def test_pipeline_scores_quality_from_native_fragments(two_view_checkpoint, textured_clip):
+    settings = Settings.load(model={"device": "cpu", "checkpoint": str(two_view_checkpoint), "backend": "torch"},
+                             depth={"source": "prior"}, engine={"analysis_short_side": 192},
+                             video={"sampling": "every_n", "every_n": 5})
+    pipe = Pipeline(settings)
+    assert pipe.fragment_spec == SPEC
+    records = pipe.analyze(textured_clip, clip_id="c").frames
+    with open_video(textured_clip, settings.video, short_side=192, fragments=SPEC) as clip:
+        frames = list(clip.frames())
+    model = pipe.scorer.model
+    rgb = torch.from_numpy(np.stack([f.rgb for f in frames])).permute(0, 3, 1, 2).float() / 255
+    native = torch.from_numpy(np.stack([f.fragments for f in frames])).permute(0, 3, 1, 2).float() / 255
+    depth = pipe.scorer.depth(rgb, (128, 128))
+    want = model.score(rgb, depth, native).quality.numpy()
+    resampled = model.score(rgb, depth).quality.numpy()  # fragments of the 192-px frame
+    got = np.array([r.quality for r in records])
+    np.testing.assert_allclose(got, want, atol=0.011)
+    assert np.abs(got - resampled).min() > 0.5  # the downscale changed what the quality view saw
+
+
+def test_onnx_graph_and_shared_batcher_agree_with_the_model(two_view_checkpoint, tmp_path):
+    from stream_iqa.engine import SharedBatcher
+    from stream_iqa.export import OnnxRuntimeModel, export_onnx
+    from stream_iqa.scoring import load_scorer
+
+    model, _ = lite_from_checkpoint(two_view_checkpoint)
+    meta = export_onnx(model, tmp_path / "m.onnx")
+    assert meta["fragments"] == "[4, 32]"
+    ort = OnnxRuntimeModel(tmp_path / "m.onnx")
+    assert ort.fragment_spec == SPEC
+    g = torch.Generator().manual_seed(1)
+    rgb, depth = torch.rand(3, 3, 200, 300, generator=g), torch.rand(3, 1, 128, 128, generator=g)
+    frags = torch.rand(3, 3, 128, 128, generator=g)
+    ref = model.score(rgb, depth, frags)
+    out = ort.score(rgb, depth, frags)
+    torch.testing.assert_close(out.quality, ref.quality, atol=1e-3, rtol=0)
+    torch.testing.assert_close(out.distortions, ref.distortions, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ort.score(rgb, depth).quality, model.score(rgb, depth).quality, atol=1e-3, rtol=0)
+
+    scorer = load_scorer(Settings.load(model={"device": "cpu", "checkpoint": str(two_view_checkpoint),
+                                              "backend": "torch"}, depth={"source": "prior"}))
+    batcher = SharedBatcher(scorer, batch_size=64, max_wait_ms=300)
+    try:
+        import threading
+
+        res: dict[int, object] = {}
+        threads = [threading.Thread(target=lambda i=i: res.__setitem__(i, batcher.score(
+            rgb[i:i + 1], depth[i:i + 1], frags[i:i + 1] if i else None))) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        batcher.close()
+    own = [scorer.model.score(rgb[i:i + 1], depth[i:i + 1], frags[i:i + 1] if i else None).quality for i in range(3)]
+    for i in range(3):
+        torch.testing.assert_close(res[i].quality, own[i], atol=1e-3, rtol=0)
+
+
+def test_a_two_view_model_refuses_to_guess_its_quality_input(two_view_checkpoint):
+    model, _ = lite_from_checkpoint(two_view_checkpoint)
+    x, d = torch.rand(1, 3, 128, 128), torch.rand(1, 1, 128, 128)
+    with pytest.raises(ValueError, match="fragments"):
+        model(x, d)
+    with pytest.raises(ValueError, match="128"):
+        model.score(x, d, torch.rand(1, 3, 96, 96))
+    with pytest.raises(ValueError, match="fragments must be"):
+        DGIQALite(LiteConfig(fragments=(7,)), pretrained_trunk=False)
+
+
+def test_a_single_view_checkpoint_gets_no_fragments_and_scores_as_before(student_checkpoint, textured_clip):
+    settings = Settings.load(model={"device": "cpu", "checkpoint": str(student_checkpoint), "backend": "torch"},
+                             depth={"source": "prior"}, engine={"analysis_short_side": 192},
+                             video={"sampling": "every_n", "every_n": 5})
+    pipe = Pipeline(settings)
+    assert pipe.fragment_spec is None and pipe.scorer.model.fragment_spec is None
+    records = pipe.analyze(textured_clip, clip_id="c").frames
+    with open_video(textured_clip, settings.video, short_side=192) as clip:
+        frames = list(clip.frames())
+    assert all(f.fragments is None for f in frames)
+    rgb = torch.from_numpy(np.stack([f.rgb for f in frames])).permute(0, 3, 1, 2).float() / 255
+    want = pipe.scorer.model.score(rgb, pipe.scorer.depth(rgb, (128, 128))).quality.numpy()
+    np.testing.assert_allclose([r.quality for r in records], want, atol=0.011)
+
+
+@pytest.mark.data
+def test_two_stage_recipe_quality_from_fragments_then_flags_on_the_frozen_trunk(shared_data, tmp_path):
+    """Stage 1 (train.quality_view) fine-tunes trunk + lean head on native fragments and fits the calibration;
+    stage 2 (train with init_from + train_only) trains the flag path on that trunk and leaves quality exactly as it
+    was. A stage-2 recipe that would move the quality path is refused."""
+    from stream_iqa.nn.registry import create_model
+    from stream_iqa.train.quality_view import QualityViewConfig, predict, write_final
+    from stream_iqa.train.trainer import TrainConfig, train
+
+    settings = Settings.load(data={"root": shared_data, "cache_dir": tmp_path / "cache"}, depth={"source": "prior"})
+    qcfg = QualityViewConfig(fragments=(4, 32), epochs=1, batch_size=8, max_mos=24, threads=2)
+    stage1 = tmp_path / "q.safetensors"
+    meta = write_final(qcfg, settings, stage1, command="test")
+    q = create_model("dgiqa-lite", checkpoint=stage1)
+    assert q.fragment_spec == SPEC and meta["calibration"]["kind"] == "piecewise_linear"
+    assert meta["preprocess"]["fragments"] == {"grid": 4, "patch": 32, "sampling": meta["preprocess"]["fragments"]["sampling"]}
+    photo = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    assert predict(q, [photo]) == pytest.approx(predict(q, [photo]))  # centred grid: deterministic
+
+    common = dict(variants=2, val_variants=1, steps_per_epoch=2, batch_size=8, max_natural=4, max_mos=24,
+                  clive_val_fraction=0.0, epochs=1, mos_share=0.0, w_mos=0.0, w_mos_rank=0.0, w_weak=0.0, w_rank=0.0)
+    flags_only = ["tcbs", "tcbs_depth", "depth_encoder", "rgb_proj", "depth_proj", "car", "dilated", "global_stats",
+                  "head_distortions"]
+    out = tmp_path / "v2.safetensors"
+    meta2 = train(TrainConfig(init_from=str(stage1), train_only=flags_only, **common), settings, out=out,
+                  run_dir=tmp_path / "s2", command="test")
+    v2 = create_model("dgiqa-lite", checkpoint=out)
+    assert list(meta2["training"]["quality_view"]["config"]["fragments"]) == [4, 32]
+    assert v2.calibration == q.calibration and meta2["preprocess"]["fragments"]["grid"] == 4
+    q_state, v_state = q.state_dict(), v2.state_dict()
+    for name in v_state:
+        if name.startswith(("trunk.", "head_quality.")):
+            assert torch.equal(v_state[name], q_state[name]), name
+    assert any(not torch.equal(v_state[n], q_state[n]) for n in v_state if n.startswith("head_distortions."))
+    rgb, depth = torch.rand(2, 3, 300, 400), torch.rand(2, 1, 128, 128)
+    torch.testing.assert_close(v2.score(rgb, depth).quality, q.score(rgb, depth).quality, rtol=0, atol=0)
+
+    for bad in (dict(train_only=["trunk", *flags_only]), dict(train_only=flags_only, w_mos_override=1.0)):
+        kw = dict(common)
+        if "w_mos_override" in bad:
+            kw["w_mos"] = bad.pop("w_mos_override")
+        with pytest.raises(ValueError, match="two-view"):
+            train(TrainConfig(init_from=str(stage1), **bad, **kw), settings, out=tmp_path / "x.safetensors",
+                  run_dir=tmp_path / "x", command="test")
