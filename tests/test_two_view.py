@@ -197,3 +197,45 @@ def test_two_stage_recipe_quality_from_fragments_then_flags_on_the_frozen_trunk(
         with pytest.raises(ValueError, match="two-view"):
             train(TrainConfig(init_from=str(stage1), **bad, **kw), settings, out=tmp_path / "x.safetensors",
                   run_dir=tmp_path / "x", command="test")
+
+
+def test_ladder_loss_prefers_the_less_degraded_rung_within_a_ladder_only():
+    from stream_iqa.train.quality_view import _ladder_loss
+
+    sev = np.array([0.0, 0.5, 1.0, 0.0, 1.0], np.float32)
+    grp = np.array([0, 0, 0, 1, 1])
+    right = torch.tensor([0.9, 0.6, 0.2, 0.1, 0.05])  # ladder 1 scores low overall: no cross-ladder pair is judged
+    wrong = torch.tensor([0.2, 0.6, 0.9, 0.1, 0.05])
+    assert _ladder_loss(right, sev, grp, 0.05) < 0.1 < _ladder_loss(wrong, sev, grp, 0.05)
+
+
+@pytest.mark.data
+def test_severity_ladders_share_one_seed_and_start_pristine(shared_data):
+    from stream_iqa.data.mos import natural_split
+    from stream_iqa.images import read_rgb
+    from stream_iqa.train.quality_view import SeverityLadders
+
+    photos = natural_split(shared_data / "natural")["train"][:2]
+    ladders = SeverityLadders(photos, (0.0, 0.5, 1.0), np.random.default_rng(0))
+    imgs, sev, grp = ladders.draw(3)
+    assert len(imgs) == 9 and sev.tolist() == [0.0, 0.5, 1.0] * 3 and grp.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    originals = [read_rgb(p) for p in photos]
+    for g in range(3):
+        assert any(np.array_equal(imgs[3 * g], o) for o in originals)  # rung 0 is the pristine photo itself
+        assert not np.array_equal(imgs[3 * g + 1], imgs[3 * g + 2])
+
+
+def test_ramp_report_reads_the_direction_of_quality_against_severity(textured_clip):
+    """A 'model' whose quality is the mean brightness: a low-light ramp must give Spearman −1 and the clean clip
+    the brightness jitter of the pan."""
+    from stream_iqa.depth.prior import PriorDepth
+    from stream_iqa.nn.api import IQAOutput
+    from stream_iqa.train.evaluate import ramp_report
+
+    class Brightness:
+        def score(self, rgb, depth, fragments=None):
+            return IQAOutput(quality=rgb.mean(dim=(1, 2, 3)) * 100, distortions=None)
+
+    r = ramp_report(Brightness(), PriorDepth(), textured_clip, kinds=("low_light",), steps=6, stride=2)
+    assert r["frames"] == 6 and r["low_light"]["spearman"] == pytest.approx(-1.0)
+    assert r["low_light"]["first"] > r["low_light"]["last"] and 0 <= r["static"]["mean_abs_step"] < 5

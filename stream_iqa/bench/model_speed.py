@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.baseline:
         base = create_model("dgiqa-lite", checkpoint=args.baseline)
         fns[f"baseline student score, batch {args.batch}"] = (lambda: base.score(batch, depth_b), args.batch)
+        if args.onnx:
+            base_path = onnx_path.with_name("baseline.onnx")
+            export_onnx(base, base_path)
+            base_ort = OnnxRuntimeModel(base_path, threads=args.threads)
+            fns[f"baseline student score, batch {args.batch}, ONNX Runtime"] = (
+                lambda: base_ort.score(batch, depth_b), args.batch)
     if args.depth_anything:
         from stream_iqa.depth.depth_anything import DepthAnythingSource
 
@@ -115,6 +121,10 @@ def main(argv: list[str] | None = None) -> None:
         b = rates[f"baseline student score, batch {args.batch}"]
         p = rates[f"student score, batch {args.batch} (preprocess + network)"]
         print(f"student vs baseline {args.baseline}: {p / b:.3f}× the baseline's frames/s at batch {args.batch}")
+        if args.onnx:
+            bo = rates[f"baseline student score, batch {args.batch}, ONNX Runtime"]
+            print(f"ONNX Runtime, student vs baseline: {o / bo:.3f}× the baseline's frames/s at batch {args.batch} "
+                  "(frames in: resize and, for a two-view student, fragment gathering included)")
     if args.depth_anything:
         da_rate = rates["Depth Anything V2 ViT-S, 518 px"]
         print(f"vs teacher + its per-image Depth Anything pass: {s / (1 / (1 / t + 1 / da_rate)):.0f}× faster per frame")

@@ -170,3 +170,55 @@ def compression_pairs(model: ScoringModel, depth: DepthSource, pristine: Path, d
     qa_, qb_ = np.asarray(qa), np.asarray(qb)
     return {"pairs": n, "pristine_wins": float((qa_ > qb_).mean()), "mean_pristine": float(qa_.mean()),
             "mean_distorted": float(qb_.mean())}
+
+
+#: the ramps of the model v2 issue: degradations a moderation user sees ramp up in real footage
+RAMP_KINDS: tuple[str, ...] = ("low_light", "haze", "gaussian_blur", "jpeg", "h264")
+
+
+@torch.inference_mode()
+def ramp_report(model: ScoringModel, depth: DepthSource, clip: Path, kinds: tuple[str, ...] = RAMP_KINDS,
+                steps: int = 21, stride: int = 6) -> dict[str, Any]:
+    """Quality along a degradation that ramps from none to severe over a real clip, and on the clip left clean.
+
+    ``steps`` frames, ``stride`` frames apart, of ``clip`` (native resolution); frame i gets the kind at severity
+    i / (steps − 1), every frame with the same seed (the same noise field, flare layout…). Per kind: Spearman of
+    quality against severity (the issue's bar: ≤ −0.9). ``static``: the clean frames' mean and largest
+    frame-to-frame change of quality — jitter on footage whose quality does not change (a slow pan).
+    """
+    from scipy.stats import spearmanr
+
+    from stream_iqa.train.synthesis import Recipe, apply_recipe, h264_available
+
+    frames = decode_rgb_frames(clip)[: steps * stride : stride]
+    steps = len(frames)
+    severity = np.linspace(0.0, 1.0, steps)
+    maps = [depth(to_tensor(f))[0, 0].cpu().numpy() for f in frames]
+    maps = [cv2_resize(m, f.shape[1], f.shape[0]) for m, f in zip(maps, frames)]
+
+    def quality(imgs: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for img in imgs:
+            t = to_tensor(img)
+            out.append(float(model.score(t, depth(t)).quality[0]))
+        return np.asarray(out)
+
+    clean = quality(frames)
+    dq = np.abs(np.diff(clean))
+    report: dict[str, Any] = {"clip": clip.name, "frames": steps, "stride": stride,
+                              "static": {"mean_abs_step": float(dq.mean()), "max_abs_step": float(dq.max()),
+                                         "range": float(clean.max() - clean.min())}}
+    for kind in kinds:
+        if kind == "h264" and not h264_available():
+            continue
+        imgs = [apply_recipe(f, m, Recipe([(kind, float(s))]) if s > 0 else Recipe(), np.random.default_rng(0))
+                for f, m, s in zip(frames, maps, severity)]
+        q = quality(imgs)
+        report[kind] = {"spearman": float(spearmanr(severity, q).statistic), "first": float(q[0]), "last": float(q[-1])}
+    return report
+
+
+def cv2_resize(m: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    return m if m.shape == (height, width) else cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR)

