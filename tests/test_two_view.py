@@ -239,3 +239,34 @@ def test_ramp_report_reads_the_direction_of_quality_against_severity(textured_cl
     r = ramp_report(Brightness(), PriorDepth(), textured_clip, kinds=("low_light",), steps=6, stride=2)
     assert r["frames"] == 6 and r["low_light"]["spearman"] == pytest.approx(-1.0)
     assert r["low_light"]["first"] > r["low_light"]["last"] and 0 <= r["static"]["mean_abs_step"] < 5
+
+
+@pytest.mark.data
+def test_real_train_photos_join_the_flag_data_with_only_their_own_flag_known(shared_data, tmp_path):
+    from stream_iqa.data.real import load_real
+    from stream_iqa.depth.prior import PriorDepth
+    from stream_iqa.train.dataset import build_real
+    from stream_iqa.train.trainer import REAL_GROUPS, BatchSampler, TrainConfig, prepare_data
+
+    photos = load_real(shared_data / "real", "train")
+    assert photos and all(p.split == "train" for p in photos)
+    kinds = {}
+    for p in photos:
+        kinds.setdefault((p.distortion, p.positive), p)
+    sample = list(kinds.values())
+    real = build_real(sample, PriorDepth(), (64, 64), first_group=REAL_GROUPS)
+    for p, row in zip(sample, real.flags):
+        j = ["low_light", "haze", "flare"].index(p.distortion)
+        assert row[j] == float(p.positive) and (np.delete(row, j) == -1).all()
+    assert np.isnan(real.mos).all() and np.isnan(real.weak).all() and (real.group >= REAL_GROUPS).all()
+
+    settings = Settings.load(data={"root": shared_data, "cache_dir": tmp_path / "cache"}, depth={"source": "prior"})
+    cfg = TrainConfig(arch={"input_size": [64, 64]}, variants=1, val_variants=1, max_natural=4, max_mos=8,
+                      real_train=True, real_repeat=2, mos_share=0.0)
+    data = prepare_data(cfg, settings, (64, 64))
+    in_real = data.train.group >= REAL_GROUPS
+    assert in_real.sum() == 2 * len(photos) and len(np.unique(data.train.group[in_real])) == 2 * len(photos)
+    dev_names = {p.relpath for p in load_real(shared_data / "real", "dev")}
+    assert not dev_names & set(np.asarray(data.train.names)[in_real])
+    drawn = BatchSampler(data.train, cfg, np.random.default_rng(0))()
+    assert len(drawn) == cfg.batch_size

@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -181,6 +182,29 @@ def build_mos(items: list[tuple[Path, float]], depth_source: DepthSource, size: 
         rgb=np.stack(rgbs), depth=np.stack(depths), mos=np.asarray(mos, np.float32),
         weak=np.full(n, np.nan, np.float32), flags=np.full((n, len(DISTORTIONS)), -1.0, np.float32),
         group=np.full(n, -1, np.int64), severity=np.zeros(n, np.float32), names=names,
+    )
+
+
+def build_real(photos: list[Any], depth_source: DepthSource, size: tuple[int, int], first_group: int,
+               desc: str = "real photos") -> ArraySet:
+    """Real labelled photos (``stream_iqa.data.real.RealPhoto``) as flag items: the photo's own flag is known (1 for
+    a positive, 0 for its negative), the other flags unknown (-1) — a real foggy night photo may well be low-light
+    too, and nobody labelled it. Each photo is its own group (``first_group`` + i), so the batch sampler draws it
+    beside the synthetic groups; no quality label."""
+    rgbs, depths, flags, names = [], [], [], []
+    for photo in tqdm(photos, desc=desc, leave=False, disable=None):
+        t = to_tensor(read_rgb(photo.path))
+        rgbs.append(_to_u8(resize_tensor(t, size)))
+        depths.append((depth_source(t, size=size)[0, 0].numpy() * 255.0 + 0.5).astype(np.uint8))
+        row = np.full(len(DISTORTIONS), -1.0, np.float32)
+        row[DISTORTIONS.index(photo.distortion)] = 1.0 if photo.positive else 0.0
+        flags.append(row)
+        names.append(photo.relpath)
+    n = len(rgbs)
+    return ArraySet(
+        rgb=np.stack(rgbs), depth=np.stack(depths), mos=np.full(n, np.nan, np.float32),
+        weak=np.full(n, np.nan, np.float32), flags=np.stack(flags),
+        group=np.arange(first_group, first_group + n, dtype=np.int64), severity=np.zeros(n, np.float32), names=names,
     )
 
 

@@ -31,7 +31,7 @@ from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
 from stream_iqa.settings import Settings
-from stream_iqa.train.dataset import ArraySet, build_mos, build_synthetic, cache_key, cached
+from stream_iqa.train.dataset import ArraySet, build_mos, build_real, build_synthetic, cache_key, cached
 from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds, predict_arrays
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION, sample_focus_pair
 
@@ -84,6 +84,11 @@ class TrainConfig:
     # from a few hundred pristine photos do not cover (flowers, food, toys were what a flare branch trained without
     # them flagged). Needs init_from, the judge.
     pseudo_negatives: dict[str, float] = field(default_factory=dict)
+    # Real labelled photos of ``real/``'s *train* split (LOL low/normal light, real haze, real night light effects)
+    # as flag items beside the synthesis, each drawn ``real_repeat`` times as often as one synthetic group. The dev
+    # split is never read here: it is where the flags are judged.
+    real_train: bool = False
+    real_repeat: int = 1
     max_natural: int = 0  # >0: use only the first N natural photos (smoke tests)
     max_mos: int = 0  # >0: use only the first N MOS photos (smoke tests)
 
@@ -166,8 +171,27 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
                                                        recipe_fn=lambda r, kind=kind: sample_focus_pair(r, kind),
                                                        include_pristine=False, desc=f"synth {kind}"),
             ))
+    if cfg.real_train:
+        from stream_iqa.data.real import load_real
+
+        real = load_real(root / "real", "train")
+        real_set = cached(cache / f"real-train-{key(p=[r.relpath for r in real])}.npz",
+                          lambda: build_real(real, depth, size, first_group=REAL_GROUPS, desc="real train"))
+        parts += [real_set] + [
+            _regrouped(real_set, REAL_GROUPS + k * len(real_set)) for k in range(1, max(1, cfg.real_repeat))]
     return TrainData(train=ArraySet.concat(parts), dev_synthetic=dev, val_synthetic=syn_val,
                      val_mos=mos_val, depth_source=depth.name)
+
+
+#: group ids of real photos start here, far above any synthetic group
+REAL_GROUPS = 10_000_000
+
+
+def _regrouped(data: ArraySet, first_group: int) -> ArraySet:
+    """A copy of ``data`` under fresh group ids: drawn as often again by the batch sampler (``real_repeat``)."""
+    out = data.take(np.arange(len(data)))
+    out.group = np.arange(first_group, first_group + len(data), dtype=np.int64)
+    return out
 
 
 class BatchSampler:
@@ -419,7 +443,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
             "command": command or " ".join(sys.argv),
             "data": {"natural": "../shared/data/natural (train split)", "clive": "../shared/data/clive "
                      + ("(all)" if cfg.clive_val_fraction == 0 else f"(train part, val_fraction={cfg.clive_val_fraction}, seed={cfg.split_seed})"),
-                     "synthetic_items": int((data.train.group >= 0).sum()), "mos_items": n_mos,
+                     "synthetic_items": int(((data.train.group >= 0) & (data.train.group < REAL_GROUPS)).sum()),
+                     "real_items": int((data.train.group >= REAL_GROUPS).sum()), "mos_items": n_mos,
                      "dev_items": len(data.dev_synthetic) if data.dev_synthetic is not None else 0,
                      **({"pseudo_negatives": pseudo} if pseudo else {})},
             "wall_time_s": round(time.time() - started, 1),
