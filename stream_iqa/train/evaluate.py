@@ -179,15 +179,21 @@ RAMP_KINDS: tuple[str, ...] = ("low_light", "haze", "gaussian_blur", "jpeg", "h2
 @torch.inference_mode()
 def ramp_report(model: ScoringModel, depth: DepthSource, clip: Path, kinds: tuple[str, ...] = RAMP_KINDS,
                 steps: int = 21, stride: int = 6) -> dict[str, Any]:
-    """Quality along a degradation that ramps from none to severe over a real clip, and on the clip left clean.
+    """Quality along degradations that ramp from none to severe over real footage, and on a static shot.
 
-    ``steps`` frames, ``stride`` frames apart, of ``clip`` (native resolution); frame i gets the kind at severity
-    i / (steps − 1), every frame with the same seed (the same noise field, flare layout…). Per kind: Spearman of
-    quality against severity (the issue's bar: ≤ −0.9). ``static``: the clean frames' mean and largest
-    frame-to-frame change of quality — jitter on footage whose quality does not change (a slow pan).
+    ``steps`` frames, ``stride`` frames apart, of ``clip`` (native resolution). Per kind, two ramps at severity
+    i / (steps − 1) for step i, one seed throughout (the same noise field, flare layout…): ``moving`` degrades the
+    clip's own consecutive frames, so the content changes under the ramp as in real video; ``held`` degrades its
+    middle frame held still, so only the degradation changes. The issue's bar is Spearman of quality against
+    severity ≤ −0.9. ``static``: that middle frame as a 2-s static shot (fresh mild sensor noise per frame, H.264
+    at CRF 20, every frame decoded) — the frame-to-frame jitter of quality where nothing changes; ``clean``: the
+    spread of quality over the clean moving frames (content, not jitter).
     """
+    import tempfile
+
     from scipy.stats import spearmanr
 
+    from stream_iqa.bench.clips import write_clip
     from stream_iqa.train.synthesis import Recipe, apply_recipe, h264_available
 
     frames = decode_rgb_frames(clip)[: steps * stride : stride]
@@ -195,6 +201,7 @@ def ramp_report(model: ScoringModel, depth: DepthSource, clip: Path, kinds: tupl
     severity = np.linspace(0.0, 1.0, steps)
     maps = [depth(to_tensor(f))[0, 0].cpu().numpy() for f in frames]
     maps = [cv2_resize(m, f.shape[1], f.shape[0]) for m, f in zip(maps, frames)]
+    mid = steps // 2
 
     def quality(imgs: list[np.ndarray]) -> np.ndarray:
         out = []
@@ -203,18 +210,28 @@ def ramp_report(model: ScoringModel, depth: DepthSource, clip: Path, kinds: tupl
             out.append(float(model.score(t, depth(t)).quality[0]))
         return np.asarray(out)
 
+    def ramp(imgs: list[np.ndarray], dmaps: list[np.ndarray], kind: str) -> dict[str, float]:
+        deg = [apply_recipe(f, m, Recipe([(kind, float(s))]) if s > 0 else Recipe(), np.random.default_rng(0))
+               for f, m, s in zip(imgs, dmaps, severity)]
+        q = quality(deg)
+        return {"spearman": float(spearmanr(severity, q).statistic), "first": float(q[0]), "last": float(q[-1])}
+
     clean = quality(frames)
-    dq = np.abs(np.diff(clean))
-    report: dict[str, Any] = {"clip": clip.name, "frames": steps, "stride": stride,
-                              "static": {"mean_abs_step": float(dq.mean()), "max_abs_step": float(dq.max()),
-                                         "range": float(clean.max() - clean.min())}}
+    rng = np.random.default_rng(0)
+    shot = [apply_recipe(frames[mid], maps[mid], Recipe([("sensor_noise", 0.1)]), rng) for _ in range(50)]
+    with tempfile.TemporaryDirectory() as tmp:
+        static = quality(decode_rgb_frames(write_clip(shot, Path(tmp) / "static.mp4", fps=25)))
+    steps_q = np.abs(np.diff(static))
+    report: dict[str, Any] = {
+        "clip": clip.name, "frames": steps, "stride": stride,
+        "static": {"frames": len(static), "mean_abs_step": float(steps_q.mean()), "max_abs_step": float(steps_q.max()),
+                   "std": float(static.std())},
+        "clean": {"range": float(clean.max() - clean.min()), "mean_abs_step": float(np.abs(np.diff(clean)).mean())},
+    }
     for kind in kinds:
         if kind == "h264" and not h264_available():
             continue
-        imgs = [apply_recipe(f, m, Recipe([(kind, float(s))]) if s > 0 else Recipe(), np.random.default_rng(0))
-                for f, m, s in zip(frames, maps, severity)]
-        q = quality(imgs)
-        report[kind] = {"spearman": float(spearmanr(severity, q).statistic), "first": float(q[0]), "last": float(q[-1])}
+        report[kind] = {"moving": ramp(frames, maps, kind), "held": ramp([frames[mid]] * steps, [maps[mid]] * steps, kind)}
     return report
 
 

@@ -256,13 +256,19 @@ def ladder_photos(cfg: QualityViewConfig, settings: Settings) -> list[Path] | No
     return photos[: max(4, cfg.max_mos)] if cfg.max_mos else photos
 
 
-def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[int]) -> list[dict[str, Any]]:
+def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[int],
+                        keep: Path | None = None) -> list[dict[str, Any]]:
+    """One model per CLIVE split; ``keep``: also save each as ``keep/split-SEED.safetensors`` (held-out checks)."""
     items, images = load_clive(settings, cfg.max_mos)
     photos = ladder_photos(cfg, settings)
     rows = []
     for seed in seeds:
-        train, val = split_items(items, cfg.clive_val_fraction or 0.2, seed=seed)
-        _, result = train_quality_view(cfg, train, val, images, photos)
+        fraction = cfg.clive_val_fraction or 0.2
+        train, val = split_items(items, fraction, seed=seed)
+        model, result = train_quality_view(cfg, train, val, images, photos)
+        if keep is not None:
+            save_quality_view(cfg, model, result, train, images, keep / f"split-{seed}.safetensors",
+                              "quality_view --split-seeds", f"clive (train part, val_fraction={fraction}, seed={seed})")
         rows.append({"split_seed": seed, **result["metrics"]})
     return rows
 
@@ -271,6 +277,12 @@ def write_final(cfg: QualityViewConfig, settings: Settings, out: Path, command: 
     """Train on every CLIVE photo and save a two-view checkpoint (flag heads untrained: train them next)."""
     items, images = load_clive(settings, cfg.max_mos)
     model, result = train_quality_view(cfg, items, [], images, ladder_photos(cfg, settings))
+    return save_quality_view(cfg, model, result, items, images, out, command, f"clive (all {len(items)})")
+
+
+def save_quality_view(cfg: QualityViewConfig, model: DGIQALite, result: dict[str, Any], items: list[MOSItem],
+                      images: dict[Path, np.ndarray], out: Path, command: str, data: str) -> dict[str, Any]:
+    """Fit the calibration on the training photos ``items`` and write the checkpoint with its record."""
     raw = predict(model, [images[i.path] for i in items])
     model.calibration = calibration_from(raw, np.array([i.mos for i in items]))
     meta = {
@@ -285,11 +297,12 @@ def write_final(cfg: QualityViewConfig, settings: Settings, out: Path, command: 
         "distortions": list(DISTORTIONS),
         "flag_thresholds": {k: 0.5 for k in DISTORTIONS},
         "calibration": model.calibration,
-        "training": {"quality_view": {"config": asdict(cfg), "command": command, "data": f"clive (all {len(items)})" + (
+        "training": {"quality_view": {"config": asdict(cfg), "command": command, "data": data + (
                                           ", severity ladders of the natural train photos" if cfg.w_severity_rank else ""),
                                       "history": result["history"], "wall_time_s": result["metrics"]["train_s"],
                                       "machine": f"{platform.machine()} torch threads={torch.get_num_threads()}",
-                                      "torch": torch.__version__}},
+                                      "torch": torch.__version__,
+                                      **({"metrics": result["metrics"]} if "srocc" in result["metrics"] else {})}},
     }
     save_checkpoint(out, model.state_dict(), meta)
     return meta
@@ -301,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split-seeds", type=int, nargs="+")
     ap.add_argument("--final", action="store_true", help="train on every CLIVE photo and write --out")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--keep", type=Path, help="with --split-seeds: save each split's model in this folder")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="override recipe keys")
     args = ap.parse_args(argv)
     cfg = QualityViewConfig.from_yaml(args.recipe) if args.recipe else QualityViewConfig()
@@ -317,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         write_final(cfg, settings, args.out, " ".join(["python -m stream_iqa.train.quality_view", *sys.argv[1:]]))
         return
     seeds = args.split_seeds or [cfg.split_seed]
-    rows = compare_split_seeds(cfg, settings, seeds)
+    rows = compare_split_seeds(cfg, settings, seeds, args.keep)
     print(f"quality view {cfg.fragments[0]}x{cfg.fragments[1]} fragments, {cfg.epochs} epochs, held-out CLIVE "
           f"({cfg.clive_val_fraction or 0.2:.0%}), torch threads={torch.get_num_threads()}")
     draws = cfg.eval_draws > 1
