@@ -273,3 +273,21 @@ def test_real_train_photos_join_the_flag_data_with_only_their_own_flag_known(sha
     assert not dev_names & set(np.asarray(data.train.names)[in_real])
     drawn = BatchSampler(data.train, cfg, np.random.default_rng(0))()
     assert len(drawn) == cfg.batch_size
+
+
+def test_a_quality_view_recipe_refuses_typos_and_bad_geometry(tmp_path):
+    from stream_iqa.train.quality_view import QualityViewConfig
+
+    p = tmp_path / "r.yaml"
+    p.write_text("fragment: [7, 32]\n")
+    with pytest.raises(ValueError, match=r"unknown quality-view settings \['fragment'\]"):
+        QualityViewConfig.from_yaml(p)
+    p.write_text("fragments: [7]\n")
+    with pytest.raises(ValueError, match="r.yaml: fragments must be"):
+        QualityViewConfig.from_yaml(p)
+    p.write_text("- 1\n")
+    with pytest.raises(ValueError, match="mapping"):
+        QualityViewConfig.from_yaml(p)
+    p.write_text("fragments: [5, 16]\nw_severity_rank: 0.5\nrank_severities: [0, 1]\n")
+    cfg = QualityViewConfig.from_yaml(p)
+    assert cfg.fragments == (5, 16) and cfg.rank_severities == (0, 1)

@@ -44,6 +44,7 @@ from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig
 from stream_iqa.settings import Settings
 from stream_iqa.train.evaluate import calibration_from
+from stream_iqa.train.recipe import read_recipe
 
 log = get_logger(__name__)
 
@@ -76,14 +77,14 @@ class QualityViewConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> "QualityViewConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown quality-view settings {sorted(unknown)}")
+        data = read_recipe(path, cls.__dataclass_fields__, "quality-view")
         for key in ("fragments", "rank_severities"):
             if key in data:
                 data[key] = tuple(data[key])
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
     def __post_init__(self) -> None:
         if len(self.fragments) != 2 or min(self.fragments) < 1:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from tqdm import tqdm
 
 from stream_iqa import __version__
@@ -32,6 +31,7 @@ from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
 from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import ArraySet, build_mos, build_real, build_synthetic, cache_key, cached
+from stream_iqa.train.recipe import read_recipe
 from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds, predict_arrays
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION, sample_focus_pair
 
@@ -94,10 +94,7 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> "TrainConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown training settings {sorted(unknown)}")
+        data = read_recipe(path, cls.__dataclass_fields__, "training")
         try:
             return cls(**data)
         except ValueError as e:
