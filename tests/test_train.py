@@ -227,3 +227,17 @@ def test_recipe_yaml_requires_a_judge_for_pseudo_negatives(tmp_path):
     path.write_text("pseudo_negatives: {flare: 0.1}\n")
     with pytest.raises(ValueError, match="needs init_from"):
         TrainConfig.from_yaml(path)
+
+
+def test_every_shipped_recipe_parses_with_its_stages_config():
+    """configs/train-*.yaml are what `make train-default` and the model card name: a key that no stage knows would
+    only surface after minutes of data preparation."""
+    from pathlib import Path
+
+    from stream_iqa.train.quality_view import QualityViewConfig
+
+    recipes = sorted((Path(__file__).resolve().parents[1] / "configs").glob("train-*.yaml"))
+    assert len(recipes) >= 4
+    for path in recipes:
+        cfg = (QualityViewConfig if path.name == "train-quality-view.yaml" else TrainConfig).from_yaml(path)
+        assert cfg.name, path
