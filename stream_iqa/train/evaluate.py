@@ -199,8 +199,7 @@ def ramp_report(model: ScoringModel, depth: DepthSource, clip: Path, kinds: tupl
     frames = decode_rgb_frames(clip)[: steps * stride : stride]
     steps = len(frames)
     severity = np.linspace(0.0, 1.0, steps)
-    maps = [depth(to_tensor(f))[0, 0].cpu().numpy() for f in frames]
-    maps = [cv2_resize(m, f.shape[1], f.shape[0]) for m, f in zip(maps, frames)]
+    maps = [depth(to_tensor(f), size=f.shape[:2])[0, 0].cpu().numpy() for f in frames]  # at frame size, for synthesis
     mid = steps // 2
 
     def quality(imgs: list[np.ndarray]) -> np.ndarray:
@@ -234,8 +233,3 @@ def ramp_report(model: ScoringModel, depth: DepthSource, clip: Path, kinds: tupl
         report[kind] = {"moving": ramp(frames, maps, kind), "held": ramp([frames[mid]] * steps, [maps[mid]] * steps, kind)}
     return report
 
-
-def cv2_resize(m: np.ndarray, width: int, height: int) -> np.ndarray:
-    import cv2
-
-    return m if m.shape == (height, width) else cv2.resize(m, (width, height), interpolation=cv2.INTER_LINEAR)
