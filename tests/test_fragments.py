@@ -61,6 +61,9 @@ def test_the_decoders_numpy_sampler_gives_the_training_samplers_pixels():
     seeded = fragments.gather(frame, spec, np.random.default_rng(5))
     assert np.array_equal(seeded, gather_fragments(batch, spec, np.random.default_rng(5))[0].permute(1, 2, 0).numpy())
     assert not np.array_equal(seeded, fragments.gather(frame, spec))
+    g = np.random.default_rng(5)  # the slice-copy splice gives exactly the pixels of the fancy-index definition
+    rows, cols = fragments.patch_index(720, spec, g), fragments.patch_index(1280, spec, g)
+    assert np.array_equal(seeded, frame[rows][:, cols])
     small = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     up_np = fragments.gather(small, spec).astype(np.float32)
     up_t = gather_fragments(torch.from_numpy(small).permute(2, 0, 1)[None].float(), spec)[0].permute(1, 2, 0).numpy()
