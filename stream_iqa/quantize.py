@@ -44,21 +44,35 @@ CALIB_PERCENTILE = 99.99
 # ------------------------------------------------------------------------------------------------- calibration data
 
 
-def real_frames(paths: list[Path], size: tuple[int, int] = (192, 192)) -> tuple[np.ndarray, np.ndarray]:
+def real_frames(paths: list[Path], size: tuple[int, int] = (192, 192), fragments: Any = None
+                ) -> tuple[np.ndarray, ...]:
     """RGB (N,3,H,W) and prior depth (N,1,H,W) in [0,1] at ``size``, as ``OnnxRuntimeModel.score`` feeds the graph:
-    depth on the full-size photo, both resized with the antialiased bilinear filter."""
+    depth on the full-size photo, both resized with the antialiased bilinear filter. With a ``FragmentSpec`` (a
+    two-view graph), also the photos' native fragments (N,3,S,S), gathered before the resize as the decoder does."""
     from stream_iqa.depth.prior import PriorDepth
     from stream_iqa.images import read_rgb, resize_tensor, to_tensor
+    from stream_iqa.nn.fragments import gather_fragments
 
     depth_source = PriorDepth()
-    rgbs, depths = [], []
+    rgbs, depths, frags = [], [], []
     with torch.inference_mode():
         for path in paths:
             rgb = to_tensor(read_rgb(path))
             depth = depth_source(rgb)
+            if fragments is not None:
+                frags.append(gather_fragments(rgb, fragments))
             rgbs.append(resize_tensor(rgb, size))
             depths.append(resize_tensor(depth.float(), size))
-    return torch.cat(rgbs).numpy().astype(np.float32), torch.cat(depths).numpy().astype(np.float32)
+    out = (torch.cat(rgbs).numpy().astype(np.float32), torch.cat(depths).numpy().astype(np.float32))
+    return out + (torch.cat(frags).numpy().astype(np.float32),) if fragments is not None else out
+
+
+def graph_fragments(path: Path) -> Any:
+    """The ``FragmentSpec`` an exported graph takes its ``fragments`` input with, or None (a single-view graph)."""
+    from stream_iqa.fragments import FragmentSpec
+
+    raw = _metadata(path).get("fragments")
+    return FragmentSpec(*json.loads(raw)) if raw else None
 
 
 def calibration_paths(data_root: Path, n: int) -> list[Path]:
@@ -73,15 +87,20 @@ def calibration_paths(data_root: Path, n: int) -> list[Path]:
 
 
 class FrameReader:
-    """``onnxruntime.quantization.CalibrationDataReader`` over real frames, ``batch`` at a time."""
+    """``onnxruntime.quantization.CalibrationDataReader`` over real frames, ``batch`` at a time (with their native
+    fragments for a two-view graph)."""
 
-    def __init__(self, rgb: np.ndarray, depth: np.ndarray, batch: int = 8) -> None:
-        self.rgb, self.depth, self.batch = rgb, depth, batch
+    def __init__(self, rgb: np.ndarray, depth: np.ndarray, batch: int = 8, fragments: np.ndarray | None = None
+                 ) -> None:
+        self.rgb, self.depth, self.batch, self.fragments = rgb, depth, batch, fragments
         self._it: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for i in range(0, len(self.rgb), self.batch):
-            yield {"rgb": self.rgb[i:i + self.batch], "depth": self.depth[i:i + self.batch]}
+            feed = {"rgb": self.rgb[i:i + self.batch], "depth": self.depth[i:i + self.batch]}
+            if self.fragments is not None:
+                feed["fragments"] = self.fragments[i:i + self.batch]
+            yield feed
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._it is None:
@@ -122,9 +141,10 @@ def _excluded_convs(path: Path, depthwise: bool) -> list[str]:
 
 
 def quantize_onnx(fp32: Path, out: Path, rgb: np.ndarray | None = None, depth: np.ndarray | None = None,
-                  preset: str = DEFAULT_PRESET, calibration_note: str = "") -> dict[str, str]:
-    """Write the int8 version of ``fp32`` to ``out``; return its metadata. ``rgb``/``depth``: calibration frames
-    (required for the static presets)."""
+                  preset: str = DEFAULT_PRESET, calibration_note: str = "", fragments: np.ndarray | None = None
+                  ) -> dict[str, str]:
+    """Write the int8 version of ``fp32`` to ``out``; return its metadata. ``rgb``/``depth`` (and ``fragments`` for
+    a two-view graph): calibration frames (required for the static presets)."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_dynamic,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -155,10 +175,13 @@ def quantize_onnx(fp32: Path, out: Path, rgb: np.ndarray | None = None, depth: n
         else:
             if rgb is None or depth is None or not len(rgb):
                 raise ValueError("static quantisation needs calibration frames")
+            if (fragments is None) != (graph_fragments(fp32) is None):
+                raise ValueError(f"{fp32} {'takes' if fragments is None else 'has no'} a fragments input: calibrate "
+                                 "with real_frames(..., fragments=graph_fragments(fp32))")
             ops = ["Conv", "MatMul", "Gemm"] if preset == "all" else ["Conv"]
             exclude = [] if preset == "all" else _excluded_convs(pre, depthwise=preset == "pointwise")
             quantize_static(
-                str(pre), str(out), FrameReader(rgb, depth), quant_format=QuantFormat.QDQ, per_channel=True,
+                str(pre), str(out), FrameReader(rgb, depth, fragments=fragments), quant_format=QuantFormat.QDQ, per_channel=True,
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
                 nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.Percentile,
                 extra_options={"CalibPercentile": CALIB_PERCENTILE},
@@ -176,18 +199,19 @@ def quantize_from_data(fp32: Path, out: Path, data_root: Path, frames: int = 64,
         return quantize_onnx(fp32, out, preset=preset)
     size = tuple(json.loads(_metadata(fp32)["input_size"]))
     paths = calibration_paths(data_root, frames)
-    rgb, depth = real_frames(paths, size)
-    return quantize_onnx(fp32, out, rgb, depth, preset=preset,
+    rgb, depth, *frags = real_frames(paths, size, graph_fragments(fp32))
+    return quantize_onnx(fp32, out, rgb, depth, preset=preset, fragments=frags[0] if frags else None,
                          calibration_note=f"{len(paths)} frames (natural train split, prior depth)")
 
 
 # --------------------------------------------------------------------------------------------------------- benchmark
 
 
-def _run_batched(fn: Any, rgb: np.ndarray, depth: np.ndarray, batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def _run_batched(fn: Any, rgb: np.ndarray, depth: np.ndarray, frags: np.ndarray | None, batch: int = 16
+                 ) -> tuple[np.ndarray, np.ndarray]:
     qs, ps = [], []
     for i in range(0, len(rgb), batch):
-        q, p = fn(rgb[i:i + batch], depth[i:i + batch])
+        q, p = fn(rgb[i:i + batch], depth[i:i + batch], None if frags is None else frags[i:i + batch])
         qs.append(np.asarray(q, np.float64))
         ps.append(np.asarray(p, np.float64))
     return np.concatenate(qs), np.concatenate(ps)
@@ -215,18 +239,20 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     size = tuple(student.config.input_size)
     fp32 = out_dir / "dgiqa-lite.onnx"
     export_onnx(student, fp32)
+    spec = student.fragment_spec
     paths = calibration_paths(data_root, frames)
-    cal_rgb, cal_depth = real_frames(paths, size)
+    cal_rgb, cal_depth, *cal_frags = real_frames(paths, size, spec)
     files = {"fp32": fp32}
     for preset in presets:
         files[preset] = out_dir / f"dgiqa-lite-int8-{preset}.onnx"
-        quantize_onnx(fp32, files[preset], cal_rgb, cal_depth, preset=preset)
+        quantize_onnx(fp32, files[preset], cal_rgb, cal_depth, preset=preset,
+                      fragments=cal_frags[0] if cal_frags else None)
     runners = {k: OnnxRuntimeScorer(p, threads=threads) for k, p in files.items()}
     wrapper = OnnxScorer(student).eval()
 
-    def torch_fn(r: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def torch_fn(r: np.ndarray, d: np.ndarray, f: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
-            q, p = wrapper(torch.from_numpy(r), torch.from_numpy(d))
+            q, p = wrapper(torch.from_numpy(r), torch.from_numpy(d), None if f is None else torch.from_numpy(f))
         return q.numpy(), p.numpy()
 
     fns = {"pytorch": torch_fn, **{k: r.score for k, r in runners.items()}}
@@ -238,7 +264,8 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     cfg = meta.get("training", {}).get("config", {})
     _, clive_val = split_items(load_mos_dataset("clive", data_root / "clive"),
                                float(cfg.get("clive_val_fraction", 0.2)) or 0.2, seed=int(cfg.get("split_seed", 0)))
-    clive_rgb, clive_depth = real_frames([i.path for i in clive_val], size)
+    clive_rgb, clive_depth, *clive_frags = real_frames([i.path for i in clive_val], size, spec)
+    clive_f = clive_frags[0] if clive_frags else None
     mos = np.asarray([i.mos for i in clive_val])
     depth = PriorDepth()
     val_nat = natural_split(data_root / "natural")["val"]
@@ -250,13 +277,18 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
                  lambda: build_synthetic(val_nat, depth, size, n_var, seed, desc="synth val"))
     syn_rgb = syn.rgb.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     syn_depth = syn.depth[:, None].astype(np.float32) / 255.0
+    syn_f = None  # the synthetic set is stored at the input size: its fragments come from those pixels
+    if spec is not None:
+        from stream_iqa.nn.fragments import gather_fragments
+
+        syn_f = gather_fragments(torch.from_numpy(syn_rgb), spec).numpy()
 
     results: dict[str, Any] = {"threads": threads, "calibration_frames": len(paths), "clive_n": len(clive_val),
                                "syn_val_n": len(syn), "models": {}}
     base: dict[str, Any] = {}
     for name, fn in fns.items():
-        qc, _ = _run_batched(fn, clive_rgb, clive_depth)
-        qs, ps = _run_batched(fn, syn_rgb, syn_depth)
+        qc, _ = _run_batched(fn, clive_rgb, clive_depth, clive_f)
+        qs, ps = _run_batched(fn, syn_rgb, syn_depth, syn_f)
         row = {"clive_srocc": correlation_report(qc, mos)["srocc"],
                **{f"auroc_{k}": auroc(ps[:, j], syn.flags[:, j]) for j, k in enumerate(DISTORTIONS)}}
         if name == "fp32":
@@ -270,11 +302,9 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
         row["mean_abs_dq"] = float(np.abs(q - np.concatenate([base["qc"], base["qs"]])).mean())
         row["max_abs_dflag"] = float(np.abs(p - base["ps"]).max())
 
-    speed_rgb = np.concatenate([clive_rgb[:8]])
-    speed_depth = np.concatenate([clive_depth[:8]])
     for b in (8, 1):
-        r, d = speed_rgb[:b], speed_depth[:b]
-        fps = best_rate({k: (lambda fn=fn: fn(r, d), b) for k, fn in fns.items()}, rounds=3, min_time=2.0)
+        r, d, f = clive_rgb[:b], clive_depth[:b], None if clive_f is None else clive_f[:b]
+        fps = best_rate({k: (lambda fn=fn: fn(r, d, f), b) for k, fn in fns.items()}, rounds=3, min_time=2.0)
         for name, v in fps.items():
             results["models"][name][f"fps_b{b}"] = round(v, 1)
     return results

@@ -14,7 +14,7 @@ from stream_iqa.depth.prior import PriorDepth
 from stream_iqa.export import OnnxRuntimeModel, export_onnx
 from stream_iqa.images import read_rgb, to_tensor
 from stream_iqa.nn import create_model
-from stream_iqa.quantize import FrameReader, calibration_paths
+from stream_iqa.quantize import FrameReader, calibration_paths, graph_fragments, quantize_onnx
 from stream_iqa.scoring import load_scorer
 from stream_iqa.settings import DEFAULT_CHECKPOINT, Settings
 
@@ -44,7 +44,9 @@ def fp32_file(tmp_path_factory) -> Path:
 def test_the_int8_file_keeps_inputs_outputs_and_metadata(int8_file, fp32_file):
     q, f = onnx.load(str(int8_file)), onnx.load(str(fp32_file))
     onnx.checker.check_model(q)
-    assert [i.name for i in q.graph.input] == [i.name for i in f.graph.input] == ["rgb", "depth"]
+    two_view = graph_fragments(fp32_file) is not None
+    assert [i.name for i in q.graph.input] == [i.name for i in f.graph.input] == (
+        ["rgb", "depth", "fragments"] if two_view else ["rgb", "depth"])
     assert [o.name for o in q.graph.output] == [o.name for o in f.graph.output] == ["quality", "distortions"]
     assert q.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch kept
     qm, fm = ({p.key: p.value for p in m.metadata_props} for m in (q, f))
@@ -93,3 +95,16 @@ def test_calibration_uses_the_train_split_only(shared_data):
     assert [len(reader.get_next()["rgb"]) for _ in range(3)] == [4, 4, 2] and reader.get_next() is None
     reader.rewind()
     assert reader.get_next() is not None
+    frags = FrameReader(np.zeros((3, 3, 4, 4), np.float32), np.zeros((3, 1, 4, 4), np.float32), batch=2,
+                        fragments=np.ones((3, 3, 8, 8), np.float32))
+    assert [b["fragments"].shape[0] for b in (frags.get_next(), frags.get_next())] == [2, 1]
+
+
+def test_calibration_frames_must_match_the_graphs_views(fp32_file, tmp_path):
+    """A two-view graph calibrated without its fragments (or a single-view one with them) would quantise the quality
+    path on nothing, or fail deep inside ONNX Runtime: refused up front, naming the way to make the right frames."""
+    rgb, depth = np.zeros((2, 3, 192, 192), np.float32), np.zeros((2, 1, 192, 192), np.float32)
+    spec = graph_fragments(fp32_file)
+    wrong = np.zeros((2, 3, 224, 224), np.float32) if spec is None else None
+    with pytest.raises(ValueError, match="fragments input: calibrate with real_frames"):
+        quantize_onnx(fp32_file, tmp_path / "x.onnx", rgb, depth, preset="pointwise", fragments=wrong)
