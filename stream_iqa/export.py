@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from stream_iqa.errors import ConfigError
-from stream_iqa.images import resize_tensor
+from stream_iqa.images import resize_frames_and_depth
 from stream_iqa.fragments import FragmentSpec
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput
 from stream_iqa.nn.fragments import gather_fragments
@@ -191,9 +191,6 @@ class OnnxRuntimeModel:
         frags = None
         if self.fragment_spec is not None:  # before the resize: fragments are native pixels
             frags = (fragments if fragments is not None else gather_fragments(rgb, self.fragment_spec)).float().cpu().numpy()
-        if tuple(rgb.shape[-2:]) != size:
-            rgb = resize_tensor(rgb, size)
-        if tuple(depth.shape[-2:]) != size:
-            depth = resize_tensor(depth, size)
+        rgb, depth = resize_frames_and_depth(rgb, depth, size)
         quality, distortions = self.runner.score(rgb.numpy(), depth.numpy(), frags)
         return IQAOutput(quality=torch.from_numpy(quality), distortions=torch.from_numpy(distortions))

@@ -28,3 +28,16 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
 def resize_tensor(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """The student's own resize (antialiased bilinear), so training and evaluation see what inference sees."""
     return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def resize_frames_and_depth(rgb: torch.Tensor, depth: torch.Tensor, size: tuple[int, int]
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``resize_tensor`` of both, skipping a tensor already at ``size``. Frames and depth maps of the same size and
+    dtype go through one 4-channel call (channels are resized independently, so the result is the same; one pass
+    over the batch instead of two)."""
+    size = tuple(size)
+    need_rgb, need_depth = tuple(rgb.shape[-2:]) != size, tuple(depth.shape[-2:]) != size
+    if need_rgb and need_depth and rgb.shape[-2:] == depth.shape[-2:] and rgb.dtype == depth.dtype:
+        both = resize_tensor(torch.cat([rgb, depth], dim=1), size)
+        return both[:, :-1], both[:, -1:]
+    return (resize_tensor(rgb, size) if need_rgb else rgb), (resize_tensor(depth, size) if need_depth else depth)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stream_iqa import __version__
-from stream_iqa.images import resize_tensor
+from stream_iqa.images import resize_frames_and_depth
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
 from stream_iqa.nn.checkpoint import CheckpointError, load_checkpoint
 from stream_iqa.nn.efficientnet_lite import load_imagenet_weights, supported_trunks
@@ -326,11 +326,7 @@ class DGIQALite(ScoringModel):
     # -- preprocessing the checkpoint knows ------------------------------------------------------------------
     def preprocess(self, rgb: torch.Tensor, depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """RGB (N,3,H,W) in [0,1] and depth (N,1,h,w) in [0,1], any size → the network's whole-view inputs."""
-        size = self.config.input_size
-        if tuple(rgb.shape[-2:]) != tuple(size):
-            rgb = resize_tensor(rgb, size)
-        if tuple(depth.shape[-2:]) != tuple(size):
-            depth = resize_tensor(depth, size)
+        rgb, depth = resize_frames_and_depth(rgb, depth, self.config.input_size)
         return (rgb - self.mean) / self.std, depth
 
     def preprocess_fragments(self, rgb: torch.Tensor, fragments: torch.Tensor | None = None) -> torch.Tensor:
