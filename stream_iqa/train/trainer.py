@@ -84,9 +84,6 @@ class TrainConfig:
     # from a few hundred pristine photos do not cover (flowers, food, toys were what a flare branch trained without
     # them flagged). Needs init_from, the judge.
     pseudo_negatives: dict[str, float] = field(default_factory=dict)
-    # The checkpoint that judges them, when not init_from: a two-view stage 2 starts from a quality-only checkpoint
-    # whose flag head is untrained, so it borrows a judge with trained flags (the single-view v1 student).
-    pseudo_judge: str = ""
     # Real labelled photos of ``real/``'s *train* split (LOL low/normal light, real haze, real night light effects)
     # as flag items beside the synthesis, each drawn ``real_repeat`` times as often as one synthetic group. The dev
     # split is never read here: it is where the flags are judged.
@@ -110,11 +107,8 @@ class TrainConfig:
                 raise ValueError(f"{name} names {sorted(unknown_flags)}, not flags ({', '.join(DISTORTIONS)})")
         if self.train_only and not self.init_from:
             raise ValueError("train_only needs init_from (a trained checkpoint to keep the rest of)")
-        if self.pseudo_negatives and not (self.init_from or self.pseudo_judge):
-            raise ValueError("pseudo_negatives needs init_from or pseudo_judge (the checkpoint that judges the MOS "
-                             "photos)")
-        if self.pseudo_judge and not self.pseudo_negatives:
-            raise ValueError("pseudo_judge without pseudo_negatives judges nothing")
+        if self.pseudo_negatives and not self.init_from:
+            raise ValueError("pseudo_negatives needs init_from (the checkpoint that judges the MOS photos)")
 
 
 #: modules whose output is only the flag logits: training only these leaves the quality score (and so the
@@ -362,14 +356,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model, arch, base_meta = build_model(cfg)
-    if cfg.pseudo_judge and not Path(cfg.pseudo_judge).is_file():
-        raise FileNotFoundError(f"pseudo_judge {cfg.pseudo_judge} not found: set pseudo_judge in the recipe to a "
-                                "dgiqa-lite checkpoint with trained flags")
     data = prepare_data(cfg, settings, arch.input_size)
-    pseudo = {}
-    if cfg.pseudo_negatives:
-        judge = lite_from_checkpoint(Path(cfg.pseudo_judge))[0].eval() if cfg.pseudo_judge else model
-        pseudo = pseudo_label_negatives(judge, data.train, cfg.pseudo_negatives)
+    pseudo = pseudo_label_negatives(model, data.train, cfg.pseudo_negatives) if cfg.pseudo_negatives else {}
     if pseudo:
         log.info("pseudo negatives", **pseudo)
     log.info("data ready", train=len(data.train), val_synthetic=len(data.val_synthetic),
