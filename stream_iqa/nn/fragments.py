@@ -2,7 +2,7 @@
 given whole frames without the decoder's native fragments.
 
 Measured on CLIVE (frozen ImageNet Lite0 features + ridge, 540/157 split, see the model v2 issue): whole frame at
-192² 0.688 SROCC, 7×7 fragments of 32 px (224²) 0.783.
+192² 0.688 SROCC, 7×7 fragments of 32 px (224²) 0.783. The shipped grid, 6×6 × 32 px, is models/README.md's pick.
 """
 
 from __future__ import annotations
