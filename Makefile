@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo train-default export-default clean
+.PHONY: install test demo train-default train-v2 export-default clean
 
 install: $(STAMP)
 
@@ -28,6 +28,14 @@ train-default: $(STAMP)
 	$(VENV)/bin/stream-iqa train --recipe configs/train-default.yaml --final --out runs/dgiqa-lite-base/model.safetensors
 	$(VENV)/bin/stream-iqa train --recipe configs/train-flare-branch.yaml --out models/dgiqa-lite/model.safetensors
 	$(MAKE) export-default
+
+# The model v2 candidate (not the default yet; models/README.md, "Model v2"): stage 1 tunes the trunk and the lean
+# quality head on native fragments of every CLIVE photo, stage 2 trains the whole-view flag path on that frozen trunk,
+# then every card figure of it.
+train-v2: $(STAMP)
+	$(PY) -m stream_iqa.train.quality_view --recipe configs/train-quality-view.yaml --final --out runs/v2-quality/model.safetensors
+	$(VENV)/bin/stream-iqa train --recipe configs/train-v2-flags.yaml --final --out runs/v2/model.safetensors
+	$(PY) -m stream_iqa.train.report --checkpoint runs/v2/model.safetensors --json runs/v2/report.json
 
 # The shipped model's ONNX graph, which `model.backend: auto` runs on CPU; re-run after every retrain (a stale graph is
 # refused by its weights hash).
