@@ -45,10 +45,11 @@ CALIB_PERCENTILE = 99.99
 
 
 def real_frames(paths: list[Path], size: tuple[int, int] = (192, 192), fragments: Any = None
-                ) -> tuple[np.ndarray, ...]:
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """RGB (N,3,H,W) and prior depth (N,1,H,W) in [0,1] at ``size``, as ``OnnxRuntimeModel.score`` feeds the graph:
     depth on the full-size photo, both resized with the antialiased bilinear filter. With a ``FragmentSpec`` (a
-    two-view graph), also the photos' native fragments (N,3,S,S), gathered before the resize as the decoder does."""
+    two-view graph), also the photos' native fragments (N,3,S,S), gathered before the resize as the decoder does
+    (else None)."""
     from stream_iqa.depth.prior import PriorDepth
     from stream_iqa.images import read_rgb, resize_tensor, to_tensor
     from stream_iqa.nn.fragments import gather_fragments
@@ -63,8 +64,8 @@ def real_frames(paths: list[Path], size: tuple[int, int] = (192, 192), fragments
                 frags.append(gather_fragments(rgb, fragments))
             rgbs.append(resize_tensor(rgb, size))
             depths.append(resize_tensor(depth.float(), size))
-    out = (torch.cat(rgbs).numpy().astype(np.float32), torch.cat(depths).numpy().astype(np.float32))
-    return out + (torch.cat(frags).numpy().astype(np.float32),) if fragments is not None else out
+    return (torch.cat(rgbs).numpy().astype(np.float32), torch.cat(depths).numpy().astype(np.float32),
+            torch.cat(frags).numpy().astype(np.float32) if frags else None)
 
 
 def graph_fragments(path: Path) -> Any:
@@ -175,15 +176,15 @@ def quantize_onnx(fp32: Path, out: Path, rgb: np.ndarray | None = None, depth: n
         else:
             if rgb is None or depth is None or not len(rgb):
                 raise ValueError("static quantisation needs calibration frames")
-            if (fragments is None) != (graph_fragments(fp32) is None):
+            if (fragments is None) == bool(meta.get("fragments")):
                 raise ValueError(f"{fp32} {'takes' if fragments is None else 'has no'} a fragments input: calibrate "
                                  "with real_frames(..., fragments=graph_fragments(fp32))")
             ops = ["Conv", "MatMul", "Gemm"] if preset == "all" else ["Conv"]
             exclude = [] if preset == "all" else _excluded_convs(pre, depthwise=preset == "pointwise")
             quantize_static(
-                str(pre), str(out), FrameReader(rgb, depth, fragments=fragments), quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=ops,
-                nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.Percentile,
+                str(pre), str(out), FrameReader(rgb, depth, fragments=fragments), quant_format=QuantFormat.QDQ,
+                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                op_types_to_quantize=ops, nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.Percentile,
                 extra_options={"CalibPercentile": CALIB_PERCENTILE},
             )
             note = calibration_note or f"{len(rgb)} frames"
@@ -199,8 +200,8 @@ def quantize_from_data(fp32: Path, out: Path, data_root: Path, frames: int = 64,
         return quantize_onnx(fp32, out, preset=preset)
     size = tuple(json.loads(_metadata(fp32)["input_size"]))
     paths = calibration_paths(data_root, frames)
-    rgb, depth, *frags = real_frames(paths, size, graph_fragments(fp32))
-    return quantize_onnx(fp32, out, rgb, depth, preset=preset, fragments=frags[0] if frags else None,
+    rgb, depth, frags = real_frames(paths, size, graph_fragments(fp32))
+    return quantize_onnx(fp32, out, rgb, depth, preset=preset, fragments=frags,
                          calibration_note=f"{len(paths)} frames (natural train split, prior depth)")
 
 
@@ -241,12 +242,11 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     export_onnx(student, fp32)
     spec = student.fragment_spec
     paths = calibration_paths(data_root, frames)
-    cal_rgb, cal_depth, *cal_frags = real_frames(paths, size, spec)
+    cal_rgb, cal_depth, cal_frags = real_frames(paths, size, spec)
     files = {"fp32": fp32}
     for preset in presets:
         files[preset] = out_dir / f"dgiqa-lite-int8-{preset}.onnx"
-        quantize_onnx(fp32, files[preset], cal_rgb, cal_depth, preset=preset,
-                      fragments=cal_frags[0] if cal_frags else None)
+        quantize_onnx(fp32, files[preset], cal_rgb, cal_depth, preset=preset, fragments=cal_frags)
     runners = {k: OnnxRuntimeScorer(p, threads=threads) for k, p in files.items()}
     wrapper = OnnxScorer(student).eval()
 
@@ -264,8 +264,7 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     cfg = meta.get("training", {}).get("config", {})
     _, clive_val = split_items(load_mos_dataset("clive", data_root / "clive"),
                                float(cfg.get("clive_val_fraction", 0.2)) or 0.2, seed=int(cfg.get("split_seed", 0)))
-    clive_rgb, clive_depth, *clive_frags = real_frames([i.path for i in clive_val], size, spec)
-    clive_f = clive_frags[0] if clive_frags else None
+    clive_rgb, clive_depth, clive_f = real_frames([i.path for i in clive_val], size, spec)
     mos = np.asarray([i.mos for i in clive_val])
     depth = PriorDepth()
     val_nat = natural_split(data_root / "natural")["val"]
