@@ -127,6 +127,30 @@ def test_onnx_graph_and_shared_batcher_agree_with_the_model(two_view_checkpoint,
         torch.testing.assert_close(res[i].quality, own[i], atol=1e-3, rtol=0)
 
 
+def test_without_depth_guidance_the_flags_ignore_depth_and_the_onnx_graph_still_takes_it(tmp_path):
+    """LiteConfig(depth_guidance=False), the ablation: the same network reading a constant depth map. Its outputs do
+    not move with the depth input (with guidance they do), and the exported graph keeps its depth input."""
+    from stream_iqa.export import OnnxRuntimeModel, export_onnx
+
+    torch.manual_seed(0)
+    cfg = dict(input_size=(128, 128), fragments=(SPEC.grid, SPEC.patch))
+    guided, blind = (DGIQALite(LiteConfig(**cfg, depth_guidance=on)).eval() for on in (True, False))
+    with torch.no_grad():  # off its initialisation, where the attention's zero-started output hides the depth path
+        for p in guided.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    blind.load_state_dict(guided.state_dict())
+    g = torch.Generator().manual_seed(2)
+    rgb, frags = torch.rand(2, 3, 160, 200, generator=g), torch.rand(2, 3, 128, 128, generator=g)
+    near, far = torch.rand(2, 1, 128, 128, generator=g), torch.rand(2, 1, 128, 128, generator=g)
+    assert not torch.allclose(guided.score(rgb, near, frags).distortions, guided.score(rgb, far, frags).distortions)
+    torch.testing.assert_close(blind.score(rgb, near, frags).distortions, blind.score(rgb, far, frags).distortions)
+    torch.testing.assert_close(blind.score(rgb, near, frags).quality, guided.score(rgb, far, frags).quality)
+    export_onnx(blind, tmp_path / "blind.onnx")
+    ort = OnnxRuntimeModel(tmp_path / "blind.onnx")
+    torch.testing.assert_close(ort.score(rgb, far, frags).distortions, blind.score(rgb, near, frags).distortions,
+                               atol=1e-4, rtol=0)
+
+
 def test_a_two_view_model_refuses_to_guess_its_quality_input(two_view_checkpoint):
     model, _ = lite_from_checkpoint(two_view_checkpoint)
     x, d = torch.rand(1, 3, 128, 128), torch.rand(1, 1, 128, 128)

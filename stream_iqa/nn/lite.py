@@ -66,6 +66,9 @@ class LiteConfig:
     # (grid, patch): quality from a grid×grid lattice of patch² native-resolution fragments through the shared trunk
     # and a lean head (stream_iqa.fragments); () → quality from the whole-frame head (the v1 layout)
     fragments: tuple[int, ...] = ()
+    # False: the depth-guidance ablation. The depth encoder, depth TCBs and Depth-CAR stay, but read a constant map
+    # (0.5 everywhere) instead of the depth source's, so the flags (and a v1 model's quality) see no depth information.
+    depth_guidance: bool = True
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "LiteConfig":
@@ -297,6 +300,8 @@ class DGIQALite(ScoringModel):
         feats = self.trunk(x)
         grid = feats[-1].shape[-2:]
         rgb = torch.cat([_to_grid(t(f), grid) for t, f in zip(self.tcbs, feats)], dim=1)
+        if not self.config.depth_guidance:  # kept in the graph (× 0), so an exported model still takes the input
+            depth = depth * 0.0 + 0.5
         dfeats = self.depth_encoder(depth)
         dep = torch.cat([_to_grid(t(f), grid) for t, f in zip(self.tcbs_depth, dfeats)], dim=1)
         rgb = self.rgb_proj(rgb)
