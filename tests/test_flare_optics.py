@@ -275,6 +275,34 @@ def test_night_background_is_dark_with_lamps() -> None:
     assert np.array_equal(night, F.night_background(day, np.random.default_rng(17), lamps=2))
 
 
+def test_night_severity_lowers_the_ambient_light_and_is_checked() -> None:
+    day = cv2.resize(data.coffee(), (320, 240), interpolation=cv2.INTER_AREA)
+    # the same draws but the ambient level: far from the lamp's pool, the darker night is darker
+    mild, deep = (F.night_background(day, np.random.default_rng(3), lamps=1, severity=s) for s in (0.0, 1.0))
+    assert to_linear(deep).mean() < to_linear(mild).mean()
+    assert np.array_equal(mild, F.night_background(day, np.random.default_rng(3), lamps=1, severity=0.0))
+    with pytest.raises(ValueError, match="severity"):
+        F.night_background(day, np.random.default_rng(3), severity=1.5)
+
+
+def test_optical_flare_and_night_are_recipe_steps_raising_their_flags() -> None:
+    """In a recipe, ``flare_optics`` raises the flare flag and ``night`` low light, one renderer per flag."""
+    from stream_iqa.train.synthesis import Recipe, apply_recipe
+
+    recipe = Recipe([("flare_optics", 0.7), ("night", 0.4), ("jpeg", 0.2)])
+    assert recipe.flags == {"low_light": 1, "haze": 0, "flare": 1}
+    assert [k for k, _ in recipe.steps] == ["night", "flare_optics", "jpeg"]  # the scene is lit before the lens
+    for twice in ([("flare", 0.5), ("flare_optics", 0.5)], [("low_light", 0.5), ("night", 0.5)]):
+        with pytest.raises(ValueError, match="each flag at most once"):
+            Recipe(twice)
+    day = cv2.resize(data.coffee(), (256, 192), interpolation=cv2.INTER_AREA)
+    depth = np.ones(day.shape[:2], np.float32)
+    night = apply_recipe(day, depth, Recipe([("night", 0.5)]), np.random.default_rng(2))
+    flared = apply_recipe(day, depth, Recipe([("night", 0.5), ("flare_optics", 0.8)]), np.random.default_rng(2))
+    assert to_linear(night).mean() < 0.25 * to_linear(day).mean()
+    assert to_linear(flared).mean() > 1.2 * to_linear(night).mean()  # the lamps' glare lights the night scene
+
+
 @pytest.mark.data
 def test_flare_sheet_writes_a_small_png(tmp_path: Path) -> None:
     real = SHARED / "real" / "flare" / "photos_unpaired"

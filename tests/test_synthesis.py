@@ -194,6 +194,17 @@ def test_h264_encoder_is_present() -> None:
     assert S.h264_available()
 
 
+def test_overexposure_clips_whites_grows_with_severity_and_raises_no_flag(coffee: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    mild, strong = (S.overexposure(coffee, s, rng) for s in (0.0, 1.0))
+    clipped = [float((img.max(axis=2) == 255).mean()) for img in (coffee, mild, strong)]  # a channel at white
+    white = [float((img.min(axis=2) == 255).mean()) for img in (coffee, mild, strong)]  # all three
+    assert clipped[0] < clipped[1] < clipped[2] and clipped[2] > 0.6  # large areas clip
+    assert white[0] < white[1] < white[2]
+    assert _mean_lum(coffee) < _mean_lum(mild) < _mean_lum(strong)
+    assert Recipe([("overexposure", 0.5), ("jpeg", 0.3)]).flags == {"low_light": 0, "haze": 0, "flare": 0}
+
+
 # ----------------------------------------------------------------------------------------------- recipes and contract
 @pytest.mark.parametrize("kind", ORDER)
 def test_odd_sizes_keep_dtype_and_shape(kind: str) -> None:

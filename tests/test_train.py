@@ -134,11 +134,71 @@ def test_focus_pairs_differ_only_by_their_flag():
         sample_focus_pair(rng, "jpeg")
 
 
+def test_optical_focus_pairs_share_their_night_scene():
+    """``sample_focus_pair(…, "flare_optics", night)``: a share of the pairs set at night, in both twins, where the
+    night replaces a drawn low light; night=0 draws exactly what it always drew."""
+    from stream_iqa.train.synthesis import sample_focus_pair
+
+    rng = np.random.default_rng(4)
+    pairs = [sample_focus_pair(rng, "flare_optics", night=0.5) for _ in range(400)]
+    at_night = 0
+    for with_flag, twin in pairs:
+        assert with_flag.flags["flare"] == 1 and twin.flags["flare"] == 0
+        others = [s for s in with_flag.steps if s[0] != "flare_optics"]
+        lone = [s for s in others if s[0] == "night"] == others  # the flag alone (in its scene): a quality twin
+        assert others == list(twin.steps) or (lone and len(twin.steps) - len(others) == 1)
+        if any(k == "night" for k, _ in twin.steps):
+            at_night += 1
+            assert twin.flags["low_light"] == 1 and not any(k == "low_light" for k, _ in twin.steps)
+    assert 160 < at_night < 240
+    pairs = [sample_focus_pair(rng, "flare_optics", night=0.5, overexposed=1.0) for _ in range(200)]
+    for with_flag, twin in pairs:  # every daylight pair over-exposed, in both twins; a night pair never
+        kinds = {k for k, _ in twin.steps}
+        assert ("night" in kinds) != ("overexposure" in kinds) and "low_light" not in kinds
+        assert {k for k, _ in with_flag.steps} - {"flare_optics"} <= kinds
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    assert [sample_focus_pair(a, "flare") for _ in range(50)] == [sample_focus_pair(b, "flare", night=0.0)
+                                                                  for _ in range(50)]
+    assert a.random() == b.random()  # night=0 takes no extra draw, so the cached focus sets stay valid
+    for bad, night in (("night", 0.0), ("low_light", 0.5)):
+        with pytest.raises(ValueError):
+            sample_focus_pair(rng, bad, night=night)
+
+
+def test_shared_draws_give_twins_one_scene_and_max_side_downscales(tmp_path, monkeypatch):
+    """build_synthetic(shared_draws=True): a pair's shared steps come out identical (one night scene with its lamps
+    in one place); without it they are drawn anew per twin. max_side downscales the photo before synthesis."""
+    import cv2
+    from skimage import data
+
+    from stream_iqa.train import dataset as D
+    from stream_iqa.train.synthesis import Recipe
+
+    photo = tmp_path / "p.png"
+    cv2.imwrite(str(photo), cv2.resize(data.coffee(), (300, 200), interpolation=cv2.INTER_AREA)[..., ::-1])
+    pair = lambda r: [Recipe([("night", 0.5)]), Recipe([("night", 0.5)])]  # noqa: E731
+    kw = dict(size=(64, 64), variants=2, seed=0, recipe_fn=pair, include_pristine=False)
+    shared = D.build_synthetic([photo], PriorDepth(), shared_draws=True, **kw)
+    apart = D.build_synthetic([photo], PriorDepth(), **kw)
+    assert np.array_equal(shared.rgb[0], shared.rgb[1]) and np.array_equal(shared.rgb[2], shared.rgb[3])
+    assert not np.array_equal(shared.rgb[0], shared.rgb[2])  # each pair draws its own scene
+    assert not np.array_equal(apart.rgb[0], apart.rgb[1])
+    shapes = []
+    real_apply = D.apply_recipe
+    monkeypatch.setattr(D, "apply_recipe", lambda img, *a: shapes.append(img.shape) or real_apply(img, *a))
+    D.build_synthetic([photo], PriorDepth(), max_side=150, **kw)
+    assert set(shapes) == {(100, 150, 3)}
+
+
 def test_recipe_yaml_rejects_inconsistent_branch_settings(tmp_path):
     bad_flag = tmp_path / "a.yaml"
     bad_flag.write_text("focus: {jpeg: 4}\n")
     with pytest.raises(ValueError, match="not flags"):
         TrainConfig.from_yaml(bad_flag)
+    for bad in ("optics_flare: -1", "optics_night: 1.5", "optics_max_side: 16"):
+        (tmp_path / "o.yaml").write_text(bad + "\n")
+        with pytest.raises(ValueError, match="optics_flare must be"):
+            TrainConfig.from_yaml(tmp_path / "o.yaml")
     no_init = tmp_path / "b.yaml"
     no_init.write_text("train_only: [local_flags]\n")
     with pytest.raises(ValueError, match="needs init_from"):
@@ -156,7 +216,7 @@ def test_a_branch_trained_onto_a_checkpoint_leaves_the_rest_unchanged(shared_dat
     train(TrainConfig(arch={"input_size": [64, 64]}, epochs=1, freeze_epochs=0, **common), settings, out=base_path,
           run_dir=tmp_path / "base", command="test")
     cfg = TrainConfig(init_from=str(base_path), arch={"local_flags": ["flare"], "local_dim": 16},
-                      train_only=["local_flags"], focus={"flare": 2}, epochs=2, mos_share=0.25,
+                      train_only=["local_flags"], focus={"flare": 2}, optics_flare=1, epochs=2, mos_share=0.25,
                       pseudo_negatives={"flare": 1.01}, w_local_flags=1.0, **common)
     out = tmp_path / "branch.safetensors"
     meta = train(cfg, settings, out=out, run_dir=tmp_path / "branch", command="test")
@@ -183,6 +243,11 @@ def test_a_branch_trained_onto_a_checkpoint_leaves_the_rest_unchanged(shared_dat
     focus = ArraySet.load(focus_file)
     assert len(focus) and len(focus) % 4 == 0  # 2 pairs per training photo
     assert (focus.flags[0::2, 2] == 1).all() and (focus.flags[1::2, 2] == 0).all()
+    (optics_file,) = [p for p in (tmp_path / "cache").iterdir() if p.name.startswith("syn-optics-")]
+    optics = ArraySet.load(optics_file)
+    assert len(optics) == 2 * len(set(focus.group))  # one optical pair per training photo
+    assert (optics.flags[0::2, 2] == 1).all() and (optics.flags[1::2, 2] == 0).all()
+    assert (optics.flags[0::2, :2] == optics.flags[1::2, :2]).all()  # twins share the rest, night included
 
 
 @pytest.mark.data
@@ -196,6 +261,10 @@ def test_init_from_refuses_arch_changes_it_would_not_train(shared_data, tmp_path
                       train_only=["local_flags"], **common)
     with pytest.raises(ValueError, match="not trained"):
         train(cfg, settings, out=tmp_path / "x.safetensors", run_dir=tmp_path / "x")
+    # switching depth guidance off would move the single-view model's quality, which train_only promises to keep
+    blind = TrainConfig(init_from=str(base_path), arch={"depth_guidance": False}, train_only=["local_flags"], **common)
+    with pytest.raises(ValueError, match="depth_guidance changes a single-view model's quality"):
+        train(blind, settings, out=tmp_path / "y.safetensors", run_dir=tmp_path / "y")
     missing = TrainConfig(init_from=str(tmp_path / "nope.safetensors"), train_only=["local_flags"], **common)
     with pytest.raises(FileNotFoundError, match="init_from .*nope.safetensors not found: set init_from"):
         train(missing, settings, out=tmp_path / "y.safetensors", run_dir=tmp_path / "y")

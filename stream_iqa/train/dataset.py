@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from pytorch_msssim import ms_ssim
@@ -127,18 +128,27 @@ def build_synthetic(
     desc: str = "synthesising",
     recipe_fn: Callable[[np.random.Generator], Recipe | list[Recipe]] | None = None,
     include_pristine: bool = True,
+    shared_draws: bool = False,
+    max_side: int | None = None,
 ) -> ArraySet:
     """``variants`` degraded versions of each photo plus the pristine photo itself (group = photo).
 
     ``recipe_fn`` draws each variant's recipe (default: ``sample_recipe`` with ``p_clean``), or several recipes that
     become one item each (a flag and its twin without it); a focus set for one flag passes its own and leaves the
-    pristine photos out, which the base set already holds.
+    pristine photos out, which the base set already holds. ``shared_draws``: the recipes of one variant are applied
+    from the same generator state, so the steps they share come out identical (one night scene, lamps in the same
+    places, for a flare and its twin). ``max_side``: photos are first downscaled (area) so that their longer side is
+    at most this, the scale the optical flare renderer is tuned for and the ``real/`` photos have.
     """
     draw = recipe_fn or (lambda r: sample_recipe(r, p_clean=p_clean))
     rng = np.random.default_rng(seed)
     rgbs, depths, weak, flags, groups, sev, names = [], [], [], [], [], [], []
     for gi, path in enumerate(tqdm(paths, desc=desc, leave=False, disable=None)):
         img = read_rgb(path)
+        if max_side and max(img.shape[:2]) > max_side:
+            f = max_side / max(img.shape[:2])
+            img = cv2.resize(img, (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f))),
+                             interpolation=cv2.INTER_AREA)
         pristine = to_tensor(img)
         clean_depth = depth_source(pristine)[0, 0].numpy()
         for v in range(0 if include_pristine else 1, variants + 1):
@@ -146,9 +156,10 @@ def build_synthetic(
                 items = [(img, {k: 0 for k in DISTORTIONS}, 0.0, PRISTINE_MOS)]
             else:
                 drawn = draw(rng)
+                pair_seed = int(rng.integers(2**63)) if shared_draws else 0
                 items = []
                 for recipe in drawn if isinstance(drawn, list) else [drawn]:
-                    out = apply_recipe(img, clean_depth, recipe, rng)
+                    out = apply_recipe(img, clean_depth, recipe, np.random.default_rng(pair_seed) if shared_draws else rng)
                     items.append((out, recipe.flags, float(recipe.severity), weak_quality(to_tensor(out), pristine)))
             for j, (out, recipe_flags, severity, label) in enumerate(items):
                 t = to_tensor(out)

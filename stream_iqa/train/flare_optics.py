@@ -517,11 +517,14 @@ def add_ghosts(
 
 
 # ------------------------------------------------------------------------------------------------ night backgrounds
-def night_background(rgb: np.ndarray, rng: np.random.Generator, lamps: int | None = None) -> np.ndarray:
+def night_background(
+    rgb: np.ndarray, rng: np.random.Generator, lamps: int | None = None, severity: float | None = None
+) -> np.ndarray:
     """A daylight photo turned into a night scene lit by ``lamps`` (default 1–3) street lamps. uint8 sRGB in and out.
 
     "Day for night" in linear light: the scene's reflectance (the photo, raised to γ ∈ [1.1, 1.4] so shadows sink
-    faster than highlights) is lit by a faint ambient level (−5 … −7 EV: sky glow, moonlight) plus a pool of light
+    faster than highlights) is lit by a faint ambient level (−(5 + 2·s) EV, ``s`` = ``severity`` or drawn uniform
+    in [0, 1]: sky glow, moonlight) plus a pool of light
     under each lamp falling off as ``1 / (1 + (d/d₀)²)``, and given a sodium/tungsten-warm or LED/moonlight-cool
     cast. A plain exposure drop would leave the daylight sky as the brightest thing in the frame; with pools the
     far sky sinks to near black and the lamps' surroundings stay readable. Each lamp is painted as a small clipped
@@ -534,7 +537,10 @@ def night_background(rgb: np.ndarray, rng: np.random.Generator, lamps: int | Non
     diag = math.hypot(h, w)
     reflectance = np.power(lin, np.float32(rng.uniform(1.1, 1.4)))
     cast = np.array([1.2, 1.0, 0.75] if rng.random() < 0.6 else [0.85, 0.95, 1.2], np.float32)
-    light = np.full((h, w), np.float32(2.0 ** -rng.uniform(5.0, 7.0)), np.float32)
+    if severity is not None and not 0.0 <= severity <= 1.0:
+        raise ValueError(f"severity must be in [0, 1], got {severity}")
+    ambient_ev = 5.0 + 2.0 * severity if severity is not None else rng.uniform(5.0, 7.0)
+    light = np.full((h, w), np.float32(2.0**-ambient_ev), np.float32)
     positions = []
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for _ in range(int(rng.integers(1, 4)) if lamps is None else lamps):

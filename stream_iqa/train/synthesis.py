@@ -64,13 +64,23 @@ ORDER: tuple[str, ...] = (
     "gaussian_blur",
     "motion_blur",
     "low_light",
+    "night",
+    "overexposure",
     "flare",
+    "flare_optics",
     "sensor_noise",
     "gaussian_noise",
     "resample",
     "jpeg",
     "h264",
 )
+#: Steps that render a flag another way than its own kind: an optically rendered flare (``flare_optics``) and a
+#: daylight photo turned into a lamp-lit night scene (``night``, which is low light by the flag's definition). Only
+#: focus sets draw them (``sample_focus_pair``); ``sample_recipe`` never does, so its sets are unchanged by them.
+STEP_FLAG: dict[str, str] = {"night": "low_light", "flare_optics": "flare"}
+#: Steps that raise no flag but look like one to a detector keyed on brightness: an over-exposed shot clips its sky,
+#: white clothes and sunlit walls to white, the pristine photos' flare (and haze) false alarm. Focus sets only.
+HARD_NEGATIVE_KINDS: tuple[str, ...] = ("overexposure",)
 #: Quality-only kinds that model the same stage; a two-step quality-only mixture never takes two from one group.
 _QUALITY_GROUP: dict[str, str] = {
     "gaussian_blur": "blur",
@@ -522,12 +532,35 @@ def resample(img: np.ndarray, severity: float, rng: np.random.Generator) -> np.n
     return cv2.resize(small, (w, h), interpolation=up)
 
 
+def overexposure(img: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    """Exposure pushed up by 0.7 + 2.3·s EV in linear light and clipped at the sensor's white: large areas (sky,
+    white clothes, sunlit walls) turn flat white without any glare around them."""
+    _check_image(img)
+    gain = np.float32(2.0 ** (0.7 + 2.3 * _check_severity(severity)))
+    return to_srgb(np.minimum(to_linear(img) * gain, 1.0))
+
+
+def _night(img: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    from stream_iqa.train.flare_optics import night_background  # flare_optics builds on this module
+
+    return night_background(img, rng, severity=severity)
+
+
+def _flare_optics(img: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    from stream_iqa.train.flare_optics import render_flare
+
+    return render_flare(img, rng, severity)
+
+
 # ----------------------------------------------------------------------------------------------------------- recipes
 _Apply = Callable[[np.ndarray, np.ndarray, float, np.random.Generator], np.ndarray]
 _APPLY: dict[str, _Apply] = {
     "low_light": lambda img, depth, s, rng: low_light(img, s, rng),
     "haze": haze,
     "flare": lambda img, depth, s, rng: lens_flare(img, s, rng),
+    "night": lambda img, depth, s, rng: _night(img, s, rng),
+    "flare_optics": lambda img, depth, s, rng: _flare_optics(img, s, rng),
+    "overexposure": lambda img, depth, s, rng: overexposure(img, s, rng),
     "gaussian_blur": lambda img, depth, s, rng: gaussian_blur(img, s, rng),
     "motion_blur": lambda img, depth, s, rng: motion_blur(img, s, rng),
     "gaussian_noise": lambda img, depth, s, rng: gaussian_noise(img, s, rng),
@@ -553,13 +586,16 @@ class Recipe:
         kinds = [k for k, _ in checked]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"a recipe applies each distortion at most once, got {kinds}")
+        raised = [STEP_FLAG.get(k, k) for k in kinds if STEP_FLAG.get(k, k) in FLAG_KINDS]
+        if len(set(raised)) != len(raised):
+            raise ValueError(f"a recipe renders each flag at most once, got {kinds}")
         object.__setattr__(self, "steps", tuple(sorted(checked, key=lambda step: ORDER.index(step[0]))))
 
     @property
     def flags(self) -> dict[str, int]:
         """Moderation labels: 1 for each flag distortion present, at any severity."""
-        kinds = {k for k, _ in self.steps}
-        return {kind: int(kind in kinds) for kind in FLAG_KINDS}
+        raised = {STEP_FLAG.get(k, k) for k, _ in self.steps}
+        return {kind: int(kind in raised) for kind in FLAG_KINDS}
 
     @property
     def severity(self) -> float:
@@ -601,27 +637,45 @@ def sample_recipe(
     return Recipe([(str(kind), float(rng.random())) for kind in kinds])
 
 
-def sample_focus_pair(rng: np.random.Generator, kind: str) -> list[Recipe]:
-    """A recipe that contains the flag ``kind`` and its twin without it: extra examples of one hard flag (the
-    trainer's ``focus``).
+def sample_focus_pair(
+    rng: np.random.Generator, kind: str, night: float = 0.0, overexposed: float = 0.0
+) -> list[Recipe]:
+    """A recipe that contains the flag step ``kind`` and its twin without it: extra examples of one hard flag (the
+    trainer's ``focus`` and ``optics_flare``).
 
-    The flag comes alone (50 %), with another flag (20 %) or with a quality-only distortion (30 %), severities
-    uniform in [0, 1]. The twin keeps the other step (a lone flag's twin is the photo with a random quality-only
-    distortion, or clean), so the two differ only by the flag: a detector trained on both learns the flag, not the
-    photo's content or the damage beside it (thin bright lines, a radial bouquet and haze were what a branch
-    trained on positives alone mistook for flare).
+    ``kind`` is a flag (``flare``) or a step that renders one (``flare_optics``). The flag comes alone (50 %), with
+    another flag (20 %) or with a quality-only distortion (30 %), severities uniform in [0, 1]. The twin keeps the
+    other step (a lone flag's twin is the photo with a random quality-only distortion, or clean), so the two differ
+    only by the flag: a detector trained on both learns the flag, not the photo's content or the damage beside it
+    (thin bright lines, a radial bouquet and haze were what a branch trained on positives alone mistook for flare).
+
+    With probability ``night`` both twins are set in a lamp-lit night scene (the ``night`` step; it replaces a
+    drawn low light): the twin then shows the lamps without their flare, the "plain lights vs flare" case. With
+    probability ``overexposed`` a daylight pair is over-exposed in both twins: the twin is then clipped white sky
+    and sunlit surfaces without glare. These draws come last, and only when asked for, so ``night=0,
+    overexposed=0`` gives exactly the pairs it always gave.
     """
-    if kind not in FLAG_KINDS:
-        raise ValueError(f"focus kind {kind!r} is not a flag ({', '.join(FLAG_KINDS)})")
+    flag = STEP_FLAG.get(kind, kind)
+    if flag not in FLAG_KINDS or kind == "night":
+        raise ValueError(f"focus kind {kind!r} is not a flag ({', '.join(FLAG_KINDS)}) or a flag's renderer")
+    if night and flag == "low_light":
+        raise ValueError("a night scene is itself low light: it cannot be the twin of a low-light focus pair")
     u = rng.random()
     other: list[tuple[str, float]] = []
     if u >= 0.5:
-        other_kind = str(rng.choice([k for k in FLAG_KINDS if k != kind])) if u < 0.7 else str(rng.choice(QUALITY_KINDS))
+        other_kind = str(rng.choice([k for k in FLAG_KINDS if k != flag])) if u < 0.7 else str(rng.choice(QUALITY_KINDS))
         other = [(other_kind, float(rng.random()))]
-    with_flag = Recipe([(kind, float(rng.random())), *other])
+    with_flag = [(kind, float(rng.random())), *other]
     if not other and rng.random() < 0.5:
         other = [(str(rng.choice(QUALITY_KINDS)), float(rng.random()))]
-    return [with_flag, Recipe(other)]
+    scene: list[tuple[str, float]] = []
+    if night > 0 and rng.random() < night:
+        scene = [("night", float(rng.random()))]
+    elif overexposed > 0 and rng.random() < overexposed:
+        scene = [("overexposure", float(rng.random()))]
+    if scene:  # the scene sets the exposure: a drawn low light gives way to it, in both twins
+        with_flag, other = ([st for st in steps if st[0] != "low_light"] + scene for steps in (with_flag, other))
+    return [Recipe(with_flag), Recipe(other)]
 
 
 def apply_recipe(img: np.ndarray, depth: np.ndarray, recipe: Recipe, rng: np.random.Generator) -> np.ndarray:

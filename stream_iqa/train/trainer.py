@@ -73,6 +73,16 @@ class TrainConfig:
     # Extra synthetic pairs per natural training photo: a recipe with the named flag and its twin without it
     # ({flare: 12}), so a rare or hard flag gets more examples without changing the base set's distribution.
     focus: dict[str, int] = field(default_factory=dict)
+    # Extra pairs per training photo with flare rendered from optics (``train.flare_optics``: diffraction starburst,
+    # veiling glare, ghosts, from the scene's own light sources) and their twins without it, the same design as
+    # ``focus``; a share ``optics_night`` of them set in a lamp-lit night scene (both twins: lamps with and without
+    # their flare, and low light). Rendered at ``optics_max_side`` px, the scale of the renderer and of ``real/``.
+    optics_flare: int = 0
+    optics_night: float = 0.5
+    # a share of the daylight optical pairs over-exposed in both twins (``synthesis.overexposure``): clipped white
+    # areas with and without flare, the pristine photos' false alarm
+    optics_overexposed: float = 0.0
+    optics_max_side: int = 512
     # Start from a trained dgiqa-lite checkpoint instead of ImageNet; ``arch`` then overrides its architecture,
     # which may only add modules (a new local flag branch), whose weights start fresh.
     init_from: str = ""
@@ -105,6 +115,10 @@ class TrainConfig:
             unknown_flags = set(getattr(self, name)) - set(DISTORTIONS)
             if unknown_flags:
                 raise ValueError(f"{name} names {sorted(unknown_flags)}, not flags ({', '.join(DISTORTIONS)})")
+        if (self.optics_flare < 0 or not 0.0 <= self.optics_night <= 1.0 or not 0.0 <= self.optics_overexposed <= 1.0
+                or self.optics_max_side < 64):
+            raise ValueError("optics_flare must be >= 0, optics_night and optics_overexposed in [0, 1], "
+                             "and optics_max_side >= 64")
         if self.train_only and not self.init_from:
             raise ValueError("train_only needs init_from (a trained checkpoint to keep the rest of)")
         if self.pseudo_negatives and not self.init_from:
@@ -168,6 +182,17 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
                                                        recipe_fn=lambda r, kind=kind: sample_focus_pair(r, kind),
                                                        include_pristine=False, desc=f"synth {kind}"),
             ))
+    if cfg.optics_flare > 0:
+        n, night, over = cfg.optics_flare, cfg.optics_night, cfg.optics_overexposed
+        extra = {"over": over} if over else {}  # keyed only when used: sets built before it keep their key
+        name = key(p=[str(p) for p in train_nat], n=n, s=cfg.seed, night=night, side=cfg.optics_max_side, **extra)
+        parts.append(cached(
+            cache / f"syn-optics-{name}.npz",
+            lambda: build_synthetic(train_nat, depth, size, n, 40_000 + cfg.seed,
+                                    recipe_fn=lambda r: sample_focus_pair(r, "flare_optics", night, over),
+                                    include_pristine=False, shared_draws=True, max_side=cfg.optics_max_side,
+                                    desc="synth optical flare"),
+        ))
     if cfg.real_train:
         from stream_iqa.data.real import load_real
 
@@ -302,6 +327,10 @@ def build_model(cfg: TrainConfig) -> tuple[DGIQALite, LiteConfig, dict[str, Any]
     fresh = [k for k in missing if not _under(k, cfg.train_only)]
     if unexpected or fresh:
         raise ValueError(f"{problem}: new {fresh[:5]}, dropped {unexpected[:5]}")
+    if arch.depth_guidance != base.config.depth_guidance and model.fragment_spec is None and cfg.train_only \
+            and not _under("head_quality", cfg.train_only):
+        raise ValueError(f"init_from {cfg.init_from}: depth_guidance changes a single-view model's quality score, which train_only "
+                         "keeps; switch it on a two-view model (its quality reads fragments) or train the quality head")
     if model.fragment_spec is not None:
         quality_path = [p for p in cfg.train_only if _under(p.rstrip("."), QUALITY_VIEW_MODULES)]
         weights = {k: getattr(cfg, k) for k in ("w_mos", "w_mos_rank", "w_weak", "w_rank") if getattr(cfg, k)}
