@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream_iqa.data.real import RealPhoto, load_real, real_flag_report
+from stream_iqa.data.real import RealPhoto, load_real, real_flag_report, real_vs_clean
 
 pytestmark = pytest.mark.data
 
@@ -31,6 +31,19 @@ def test_the_report_judges_each_flag_on_its_own_photos(tmp_path):
                                    "negatives_flagged": 0, "auroc": 1.0}
     assert report["haze"]["positives_flagged"] == 1 and "auroc" not in report["haze"]  # positives only
     assert report["flare"]["positives_flagged"] == 1 and report["flare"]["positives"] == 2
+
+
+def test_real_positives_are_ranked_against_clean_photos_without_a_threshold(tmp_path):
+    photos = [RealPhoto(tmp_path / f"{i}.jpg", f"{i}", "dev", d, pos) for i, (d, pos) in enumerate(
+        [("haze", True), ("haze", True), ("haze", False), ("flare", True), ("flare", True)])]
+    probs = np.array([[0.0, 0.8, 0.0], [0.0, 0.6, 0.0], [0.0, 0.99, 0.0], [0.0, 0.0, 0.9], [0.0, 0.0, 0.3]])
+    clean = np.array([[0.1, 0.1, 0.95], [0.1, 0.75, 0.1], [0.9, 0.2, 0.2]])
+    report = real_vs_clean(photos, probs, clean, ("low_light", "haze", "flare"))
+    assert "low_light" not in report  # no real low-light positive among these photos
+    # haze: the real negative (0.99) is not a clean photo and does not count; 0.75 sits between the two positives
+    assert report["haze"] == {"positives": 2, "clean": 3, "auroc": round(5 / 6, 4), "clean_above_median_positive": 1}
+    # flare: a clean photo at 0.95 outranks both positives
+    assert report["flare"]["auroc"] == round(4 / 6, 4) and report["flare"]["clean_above_median_positive"] == 1
 
 
 def test_a_missing_real_folder_names_the_setting(tmp_path):

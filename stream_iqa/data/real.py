@@ -80,3 +80,27 @@ def real_flag_report(photos: list[RealPhoto], probs: np.ndarray, thresholds: dic
             entry["auroc"] = round(auroc(scores, labels), 4)
         out[name] = entry
     return out
+
+
+def real_vs_clean(photos: list[RealPhoto], probs: np.ndarray, clean_probs: np.ndarray,
+                  distortions: tuple[str, ...]) -> dict[str, Any]:
+    """Per flag, before any threshold: AUROC of the real positives against clean photos (``clean_probs``, rows of
+    pristine photos scored the same way), and how many clean photos score above the median real positive.
+
+    Why: a flag is judged on what it must report (real fog, real glare) *and* on what it must leave alone (a sunlit
+    pristine photo), and the thresholds fitted on a few development photos move by more than the recipes being
+    compared; the ranking of real positives above clean photos does not depend on them."""
+    from stream_iqa.metrics import auroc
+
+    out: dict[str, Any] = {}
+    for k, name in enumerate(distortions):
+        rows = [i for i, p in enumerate(photos) if p.distortion == name and p.positive]
+        if not rows or not len(clean_probs):
+            continue
+        pos, neg = probs[rows, k], clean_probs[:, k]
+        scores = np.concatenate([pos, neg])
+        labels = np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])
+        out[name] = {"positives": len(rows), "clean": int(len(neg)), "auroc": round(auroc(scores, labels), 4),
+                     "clean_above_median_positive": int((neg > np.median(pos)).sum())}
+    return out
+

