@@ -251,6 +251,26 @@ def test_a_branch_trained_onto_a_checkpoint_leaves_the_rest_unchanged(shared_dat
 
 
 @pytest.mark.data
+def test_data_seed_pins_the_training_sets_and_val_dev_never_follow_a_seed(shared_data, tmp_path):
+    """Comparing training seeds needs the same data: data_seed keeps the synthetic training sets (and their cache
+    files) while seed changes; the val and dev sets are the same images whatever either seed is."""
+    from stream_iqa.train.trainer import prepare_data
+
+    settings = Settings.load(data={"root": shared_data, "cache_dir": tmp_path / "cache"}, depth={"source": "prior"})
+    common = dict(variants=1, val_variants=1, max_natural=6, max_mos=8, clive_val_fraction=0.5, dev_fraction=0.4)
+    files = lambda prefix: sorted(p.name for p in (tmp_path / "cache").glob(f"{prefix}-*"))  # noqa: E731
+    a = prepare_data(TrainConfig(seed=0, **common), settings, (32, 32))
+    b = prepare_data(TrainConfig(seed=3, data_seed=0, **common), settings, (32, 32))
+    assert len(files("syn-train")) == 1 and np.array_equal(a.train.rgb, b.train.rgb)
+    c = prepare_data(TrainConfig(seed=3, **common), settings, (32, 32))
+    assert len(files("syn-train")) == 2 and not np.array_equal(a.train.rgb, c.train.rgb)
+    assert len(files("syn-val")) == 1 and len(files("syn-dev")) == 1
+    (tmp_path / "cache" / files("syn-val")[0]).unlink()  # rebuilt under seed 3: the same images as under seed 0
+    d = prepare_data(TrainConfig(seed=3, **common), settings, (32, 32))
+    assert np.array_equal(a.val_synthetic.rgb, d.val_synthetic.rgb)
+
+
+@pytest.mark.data
 def test_init_from_refuses_arch_changes_it_would_not_train(shared_data, tmp_path):
     settings = Settings.load(data={"root": shared_data, "cache_dir": tmp_path / "cache"}, depth={"source": "prior"})
     common = dict(variants=2, val_variants=1, steps_per_epoch=1, batch_size=8, max_natural=4, max_mos=40,

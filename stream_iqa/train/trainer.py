@@ -66,6 +66,9 @@ class TrainConfig:
     clive_val_fraction: float = 0.2  # 0: train on every CLIVE photo (the final model)
     split_seed: int = 0
     seed: int = 0
+    # seed of the synthetic training sets (base, focus and optical pairs); -1: ``seed``. Pin it to compare training
+    # seeds on the same data (and the same caches). The val and dev sets never depend on either seed.
+    data_seed: int = -1
     threads: int = 0
     dev_fraction: float = 0.1  # natural training photos held out to fix the flag thresholds (never val)
     flag_fpr: float = 0.01  # thresholds: this share of dev images without a distortion may be flagged for it
@@ -159,14 +162,15 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
     cache = settings.data.cache_dir
     common = dict(size=size, depth=depth.name, synthesis=SYNTHESIS_VERSION)
     key = lambda **kw: cache_key(**common, **kw)  # noqa: E731
-    syn_train = cached(cache / f"syn-train-{key(p=[str(p) for p in train_nat], n=cfg.variants, s=cfg.seed)}.npz",
-                       lambda: build_synthetic(train_nat, depth, size, cfg.variants, cfg.seed, desc="synth train"))
+    seed = cfg.seed if cfg.data_seed < 0 else cfg.data_seed
+    syn_train = cached(cache / f"syn-train-{key(p=[str(p) for p in train_nat], n=cfg.variants, s=seed)}.npz",
+                       lambda: build_synthetic(train_nat, depth, size, cfg.variants, seed, desc="synth train"))
     syn_val = cached(cache / f"syn-val-{key(p=[str(p) for p in val_nat], n=cfg.val_variants)}.npz",
-                     lambda: build_synthetic(val_nat, depth, size, cfg.val_variants, 10_000 + cfg.seed, desc="synth val"))
+                     lambda: build_synthetic(val_nat, depth, size, cfg.val_variants, VAL_SEED, desc="synth val"))
     dev = None
     if dev_nat:
         dev = cached(cache / f"syn-dev-{key(p=[str(p) for p in dev_nat], n=cfg.val_variants)}.npz",
-                     lambda: build_synthetic(dev_nat, depth, size, cfg.val_variants, 20_000 + cfg.seed, desc="synth dev"))
+                     lambda: build_synthetic(dev_nat, depth, size, cfg.val_variants, DEV_SEED, desc="synth dev"))
     mos_train = cached(cache / f"mos-{key(p=[i.path.name for i in clive_train])}.npz",
                        lambda: build_mos([(i.path, i.mos) for i in clive_train], depth, size, desc="CLIVE train"))
     mos_val = None
@@ -177,18 +181,18 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
     for kind, n in sorted(cfg.focus.items()):
         if n > 0:
             parts.append(cached(
-                cache / f"syn-focus-{key(p=[str(p) for p in train_nat], n=n, s=cfg.seed, focus=kind, twins=True)}.npz",
-                lambda kind=kind, n=n: build_synthetic(train_nat, depth, size, n, 30_000 + cfg.seed,
+                cache / f"syn-focus-{key(p=[str(p) for p in train_nat], n=n, s=seed, focus=kind, twins=True)}.npz",
+                lambda kind=kind, n=n: build_synthetic(train_nat, depth, size, n, 30_000 + seed,
                                                        recipe_fn=lambda r, kind=kind: sample_focus_pair(r, kind),
                                                        include_pristine=False, desc=f"synth {kind}"),
             ))
     if cfg.optics_flare > 0:
         n, night, over = cfg.optics_flare, cfg.optics_night, cfg.optics_overexposed
         extra = {"over": over} if over else {}  # keyed only when used: sets built before it keep their key
-        name = key(p=[str(p) for p in train_nat], n=n, s=cfg.seed, night=night, side=cfg.optics_max_side, **extra)
+        name = key(p=[str(p) for p in train_nat], n=n, s=seed, night=night, side=cfg.optics_max_side, **extra)
         parts.append(cached(
             cache / f"syn-optics-{name}.npz",
-            lambda: build_synthetic(train_nat, depth, size, n, 40_000 + cfg.seed,
+            lambda: build_synthetic(train_nat, depth, size, n, 40_000 + seed,
                                     recipe_fn=lambda r: sample_focus_pair(r, "flare_optics", night, over),
                                     include_pristine=False, shared_draws=True, max_side=cfg.optics_max_side,
                                     desc="synth optical flare"),
@@ -205,6 +209,9 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
                      val_mos=mos_val, depth_source=depth.name)
 
 
+#: seeds of the synthetic val and dev sets: fixed, so every run is judged (and thresholded) on the same images; their
+#: cache keys never named a seed, and with the default seed 0 these are the seeds they were always built with
+VAL_SEED, DEV_SEED = 10_000, 20_000
 #: group ids of real photos start here, far above any synthetic group
 REAL_GROUPS = 10_000_000
 
