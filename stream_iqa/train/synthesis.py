@@ -21,6 +21,10 @@ haze            t = exp(−β·d), β = 0.2·15^s (far-plane transmission 0.82 �
                 in dark scenes by their log-average luminance
 flare           strength g = 0.35 + 0.65·s scales glow, starburst (length 0.1 … 0.4 of the diagonal),
                 3 + 5·s (+0…2) ghosts and veiling glare (linear 0.02 … 0.08·g)
+flare_optics    ``flare_optics.render_flare``: diffraction PSF of a random aperture mixed with veiling glare, at the
+                photo's clipped highlights (or a lamp), lamp energy 0.02·20^s·diag², 2 + 3·s ghosts (focus only)
+night           ``flare_optics.night_background``: a lamp-lit night scene, ambient −(5 + 2·s) EV (focus only)
+overexposure    exposure +0.7 + 2.3·s EV in linear light, clipped at white; no flag (focus only)
 gaussian_blur   σ = 0.7 + 3.3·s px
 motion_blur     linear kernel of 3 + 27·s px at a random angle
 gaussian_noise  additive sRGB noise σ = (2 + 23·s)/255 per channel
