@@ -156,10 +156,11 @@ def build_synthetic(
                 items = [(img, {k: 0 for k in DISTORTIONS}, 0.0, PRISTINE_MOS)]
             else:
                 drawn = draw(rng)
-                pair_seed = int(rng.integers(2**63)) if shared_draws else 0
+                pair_seed = int(rng.integers(2**63)) if shared_draws else None
                 items = []
                 for recipe in drawn if isinstance(drawn, list) else [drawn]:
-                    out = apply_recipe(img, clean_depth, recipe, np.random.default_rng(pair_seed) if shared_draws else rng)
+                    r = rng if pair_seed is None else np.random.default_rng(pair_seed)
+                    out = apply_recipe(img, clean_depth, recipe, r)
                     items.append((out, recipe.flags, float(recipe.severity), weak_quality(to_tensor(out), pristine)))
             for j, (out, recipe_flags, severity, label) in enumerate(items):
                 t = to_tensor(out)

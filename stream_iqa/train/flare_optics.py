@@ -532,13 +532,13 @@ def night_background(
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected a uint8 H×W×3 RGB image, got {rgb.dtype} {rgb.shape}")
+    if severity is not None and not 0.0 <= severity <= 1.0:
+        raise ValueError(f"severity must be in [0, 1], got {severity}")
     lin = to_linear(rgb)
     h, w = lin.shape[:2]
     diag = math.hypot(h, w)
     reflectance = np.power(lin, np.float32(rng.uniform(1.1, 1.4)))
     cast = np.array([1.2, 1.0, 0.75] if rng.random() < 0.6 else [0.85, 0.95, 1.2], np.float32)
-    if severity is not None and not 0.0 <= severity <= 1.0:
-        raise ValueError(f"severity must be in [0, 1], got {severity}")
     ambient_ev = 5.0 + 2.0 * severity if severity is not None else rng.uniform(5.0, 7.0)
     light = np.full((h, w), np.float32(2.0**-ambient_ev), np.float32)
     positions = []

@@ -47,10 +47,9 @@ def model_report(checkpoint: str, settings: Settings, brisque: bool = True) -> d
 
     val_nat = natural_split(root / "natural")["val"]
     n_var = int(cfg.get("val_variants", 8))
-    seed = VAL_SEED
     key = cache_key(size=size, depth=depth.name, synthesis=SYNTHESIS_VERSION, p=[str(p) for p in val_nat], n=n_var)
     syn_val = cached(settings.data.cache_dir / f"syn-val-{key}.npz",
-                     lambda: build_synthetic(val_nat, depth, size, n_var, seed, desc="synth val"))
+                     lambda: build_synthetic(val_nat, depth, size, n_var, VAL_SEED, desc="synth val"))
     thresholds = meta.get("flag_thresholds", 0.5)
     out["flags_natural_val"] = {"images": len(syn_val), "photos": len(val_nat), "thresholds": thresholds,
                                 **evaluate_arrays(model, syn_val, None, thresholds)["synthetic"]}

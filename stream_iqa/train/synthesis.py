@@ -82,9 +82,8 @@ ORDER: tuple[str, ...] = (
 #: daylight photo turned into a lamp-lit night scene (``night``, which is low light by the flag's definition). Only
 #: focus sets draw them (``sample_focus_pair``); ``sample_recipe`` never does, so its sets are unchanged by them.
 STEP_FLAG: dict[str, str] = {"night": "low_light", "flare_optics": "flare"}
-#: Steps that raise no flag but look like one to a detector keyed on brightness: an over-exposed shot clips its sky,
-#: white clothes and sunlit walls to white, the pristine photos' flare (and haze) false alarm. Focus sets only.
-HARD_NEGATIVE_KINDS: tuple[str, ...] = ("overexposure",)
+#: ``overexposure`` raises no flag but looks like one to a detector keyed on brightness: an over-exposed shot clips
+#: its sky, white clothes and sunlit walls to white, the pristine photos' flare (and haze) false alarm. Focus only.
 #: Quality-only kinds that model the same stage; a two-step quality-only mixture never takes two from one group.
 _QUALITY_GROUP: dict[str, str] = {
     "gaussian_blur": "blur",

@@ -13,6 +13,7 @@ import math
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import ArraySet, build_mos, build_real, build_synthetic, cache_key, cached
 from stream_iqa.train.recipe import read_recipe
 from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds, predict_arrays
-from stream_iqa.train.synthesis import SYNTHESIS_VERSION, sample_focus_pair
+from stream_iqa.train.synthesis import SYNTHESIS_VERSION, Recipe, sample_focus_pair
 
 log = get_logger(__name__)
 
@@ -178,25 +179,26 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
         mos_val = cached(cache / f"mos-{key(p=[i.path.name for i in clive_val])}.npz",
                          lambda: build_mos([(i.path, i.mos) for i in clive_val], depth, size, desc="CLIVE val"))
     parts = [mos_train, syn_train]
+
+    def pair_set(prefix: str, n: int, seed_offset: int, recipe_fn: Callable[[np.random.Generator], list[Recipe]],
+                 desc: str, key_parts: dict[str, Any], **build: Any) -> ArraySet:
+        """n twin pairs per training photo (no pristine copies: the base set holds them), cached by ``key_parts``."""
+        name = key(p=[str(p) for p in train_nat], n=n, s=seed, **key_parts)
+        return cached(cache / f"{prefix}-{name}.npz", lambda: build_synthetic(
+            train_nat, depth, size, n, seed_offset + seed, recipe_fn=recipe_fn, include_pristine=False, desc=desc,
+            **build))
+
     for kind, n in sorted(cfg.focus.items()):
         if n > 0:
-            parts.append(cached(
-                cache / f"syn-focus-{key(p=[str(p) for p in train_nat], n=n, s=seed, focus=kind, twins=True)}.npz",
-                lambda kind=kind, n=n: build_synthetic(train_nat, depth, size, n, 30_000 + seed,
-                                                       recipe_fn=lambda r, kind=kind: sample_focus_pair(r, kind),
-                                                       include_pristine=False, desc=f"synth {kind}"),
-            ))
+            parts.append(pair_set("syn-focus", n, 30_000, lambda r, kind=kind: sample_focus_pair(r, kind),
+                                  f"synth {kind}", {"focus": kind, "twins": True}))
     if cfg.optics_flare > 0:
-        n, night, over = cfg.optics_flare, cfg.optics_night, cfg.optics_overexposed
+        night, over = cfg.optics_night, cfg.optics_overexposed
         extra = {"over": over} if over else {}  # keyed only when used: sets built before it keep their key
-        name = key(p=[str(p) for p in train_nat], n=n, s=seed, night=night, side=cfg.optics_max_side, **extra)
-        parts.append(cached(
-            cache / f"syn-optics-{name}.npz",
-            lambda: build_synthetic(train_nat, depth, size, n, 40_000 + seed,
-                                    recipe_fn=lambda r: sample_focus_pair(r, "flare_optics", night, over),
-                                    include_pristine=False, shared_draws=True, max_side=cfg.optics_max_side,
-                                    desc="synth optical flare"),
-        ))
+        parts.append(pair_set("syn-optics", cfg.optics_flare, 40_000,
+                              lambda r: sample_focus_pair(r, "flare_optics", night, over), "synth optical flare",
+                              {"night": night, "side": cfg.optics_max_side, **extra},
+                              shared_draws=True, max_side=cfg.optics_max_side))
     if cfg.real_train:
         from stream_iqa.data.real import load_real
 
@@ -336,8 +338,9 @@ def build_model(cfg: TrainConfig) -> tuple[DGIQALite, LiteConfig, dict[str, Any]
         raise ValueError(f"{problem}: new {fresh[:5]}, dropped {unexpected[:5]}")
     if arch.depth_guidance != base.config.depth_guidance and model.fragment_spec is None and cfg.train_only \
             and not _under("head_quality", cfg.train_only):
-        raise ValueError(f"init_from {cfg.init_from}: depth_guidance changes a single-view model's quality score, which train_only "
-                         "keeps; switch it on a two-view model (its quality reads fragments) or train the quality head")
+        raise ValueError(f"init_from {cfg.init_from}: depth_guidance changes a single-view model's quality score, "
+                         "which train_only keeps; switch it on a two-view model (its quality reads fragments) or "
+                         "train the quality head")
     if model.fragment_spec is not None:
         quality_path = [p for p in cfg.train_only if _under(p.rstrip("."), QUALITY_VIEW_MODULES)]
         weights = {k: getattr(cfg, k) for k in ("w_mos", "w_mos_rank", "w_weak", "w_rank") if getattr(cfg, k)}
