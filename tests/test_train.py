@@ -105,6 +105,54 @@ def test_flag_thresholds_come_from_dev_negatives(tiny_set):
     assert fit_flag_thresholds(model, None, 0.01, 0.5) == {"low_light": 0.5, "haze": 0.5, "flare": 0.5}
 
 
+def _fake_set(names: list[str], severity: list[float]) -> ArraySet:
+    n = len(names)
+    return ArraySet(np.zeros((n, 4, 4, 3), np.uint8), np.zeros((n, 4, 4), np.uint8), np.full(n, np.nan, np.float32),
+                    np.zeros(n, np.float32), np.zeros((n, 3), np.float32), np.arange(n), np.asarray(severity, np.float32),
+                    names)
+
+
+def test_a_photos_undistorted_copies_count_once_in_the_threshold_set(tiny_set):
+    from stream_iqa.train.evaluate import distinct_images, fit_flag_thresholds
+
+    fake = _fake_set(["a/1.png#0", "a/1.png#1", "a/1.png#2", "b/2.png#0", "a/1.png#3", "b/2.png#4.1"],
+                     [0.0, 0.0, 0.7, 0.0, 0.0, 0.0])
+    assert distinct_images(fake).tolist() == [0, 2, 3]  # a's variants #1 and #3 drew nothing: copies of #0
+    model = DGIQALite(LiteConfig(input_size=SIZE), pretrained_trunk=False).eval()
+    syn = np.flatnonzero(tiny_set.group >= 0)
+    dev = tiny_set.take(syn)
+    pristine = int(np.flatnonzero(dev.severity == 0)[0])
+    # twenty more copies of one pristine image would set the median (fpr 0.5) by themselves if each counted
+    padded = ArraySet.concat([dev] + [dev.take(np.asarray([pristine]))] * 20)
+    assert fit_flag_thresholds(model, padded, fpr=0.5, floor=0.0) == fit_flag_thresholds(model, dev, fpr=0.5, floor=0.0)
+
+
+def test_threshold_holdout_moves_whole_photos_from_training_to_the_threshold_set():
+    from pathlib import Path
+
+    from stream_iqa.data.mos import split_items
+    from stream_iqa.train.trainer import hold_out_photos
+
+    photos = [Path(f"natural/{i:03d}.png") for i in range(40)]
+    base = _fake_set([f"natural/{i:03d}.png#{v}" for i in range(40) for v in range(3)], [0.0, 0.5, 0.9] * 40)
+    pairs = _fake_set([f"natural/{i:03d}.png#{v}.{j}" for i in range(40) for v in (1, 2) for j in (0, 1)],
+                      [0.5] * 160)
+    mos = _fake_set(["clive/1.bmp", "clive/2.bmp"], [0.0, 0.0])
+    dev = _fake_set(["natural/dev.png#0", "natural/dev.png#1"], [0.0, 0.4])
+    parts, new_dev = hold_out_photos([mos, base, pairs], base, dev, photos, 0.3, split_seed=0)
+    held = {f"natural/{p.name}" for p in split_items(photos, 0.3, seed=1, key=lambda p: f"natural/{p.name}")[1]}
+    assert 0 < len(held) < 40
+    train_photos = {n.split("#")[0] for s in parts for n in s.names}
+    assert not held & train_photos and len(train_photos) == 40 - len(held) + 2  # + the two MOS photos
+    assert parts[0].names == mos.names  # items of other sources stay
+    assert new_dev.names[:2] == dev.names and {n.split("#")[0] for n in new_dev.names[2:]} == held
+    assert len(new_dev) == 2 + 3 * len(held)  # every base item of a held photo, pristine and degraded
+    with pytest.raises(ValueError, match="holds out none"):
+        hold_out_photos([base], base, None, photos[:1], 0.01, split_seed=0)
+    with pytest.raises(ValueError, match="threshold_holdout"):
+        TrainConfig(threshold_holdout=1.0)
+
+
 def test_the_local_flag_branch_gets_its_own_loss(tiny_set):
     torch.manual_seed(0)
     model = DGIQALite(LiteConfig(input_size=SIZE, local_flags=("flare",)), pretrained_trunk=False).train()

@@ -180,6 +180,11 @@ def build_synthetic(
     )
 
 
+def photo_of(name: str) -> str:
+    """The source photo of a synthetic item's name (``folder/file.png#3.1`` → ``folder/file.png``)."""
+    return name.split("#", 1)[0]
+
+
 def build_mos(items: list[tuple[Path, float]], depth_source: DepthSource, size: tuple[int, int],
               desc: str = "MOS images") -> ArraySet:
     rgbs, depths, mos, names = [], [], [], []

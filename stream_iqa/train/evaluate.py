@@ -19,7 +19,7 @@ from stream_iqa.depth.base import DepthSource
 from stream_iqa.metrics import auroc, correlation_report
 from stream_iqa.nn.api import DISTORTIONS, ScoringModel
 from stream_iqa.images import read_rgb, to_tensor
-from stream_iqa.train.dataset import ArraySet
+from stream_iqa.train.dataset import ArraySet, photo_of
 
 
 @torch.inference_mode()
@@ -69,16 +69,34 @@ def _thresholds(thresholds: float | dict[str, float]) -> np.ndarray:
 def fit_flag_thresholds(model: Any, dev: ArraySet | None, fpr: float, floor: float) -> dict[str, float]:
     """Per-flag decision thresholds, fixed on held-out *development* photos before validation is looked at: the
     (1 − fpr) quantile of each flag's probability over dev images that do not have that distortion, never below
-    ``floor``. Without dev data every threshold is ``floor``."""
+    ``floor``. A photo's undistorted images (its pristine copy, and variants whose recipe drew nothing) are the same
+    image, so they count once. Without dev data every threshold is ``floor``."""
     if dev is None or not len(dev):
         return {k: floor for k in DISTORTIONS}
-    _, probs = predict_arrays(model, dev)
+    keep = distinct_images(dev)
+    _, probs = predict_arrays(model, dev.take(keep))
+    flags = dev.flags[keep]
     out = {}
     for j, name in enumerate(DISTORTIONS):
-        negatives = probs[dev.flags[:, j] == 0, j]
+        negatives = probs[flags[:, j] == 0, j]
         q = float(np.quantile(negatives, 1.0 - fpr)) if len(negatives) else floor
         out[name] = round(max(floor, q), 4)
     return out
+
+
+def distinct_images(data: ArraySet) -> np.ndarray:
+    """Indices of ``data`` without repeated undistorted images: of the items with severity 0 made from one photo
+    (same name before ``#``), only the first is kept."""
+    seen: set[str] = set()
+    keep = []
+    for i, (name, sev) in enumerate(zip(data.names, data.severity)):
+        if sev == 0:
+            photo = photo_of(name)
+            if photo in seen:
+                continue
+            seen.add(photo)
+        keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
 
 
 def evaluate_arrays(model: Any, synthetic: ArraySet | None, mos: ArraySet | None,

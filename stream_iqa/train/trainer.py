@@ -31,7 +31,7 @@ from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
 from stream_iqa.settings import Settings
-from stream_iqa.train.dataset import ArraySet, build_mos, build_real, build_synthetic, cache_key, cached
+from stream_iqa.train.dataset import ArraySet, build_mos, build_real, build_synthetic, cache_key, cached, photo_of
 from stream_iqa.train.recipe import read_recipe
 from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds, predict_arrays
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION, Recipe, sample_focus_pair
@@ -72,6 +72,11 @@ class TrainConfig:
     data_seed: int = -1
     threads: int = 0
     dev_fraction: float = 0.1  # natural training photos held out to fix the flag thresholds (never val)
+    # A further share of the remaining training photos whose base-set images (pristine and degraded) leave every
+    # training set (base, focus and optical pairs) and join the dev images that fix the thresholds. A threshold at a
+    # 1 % tail that two dozen dev photos decide is set by one or two of them; this widens the set without rebuilding
+    # any cached set (the photos are taken out of the caches, not out of the list they were built from).
+    threshold_holdout: float = 0.0
     flag_fpr: float = 0.01  # thresholds: this share of dev images without a distortion may be flagged for it
     min_flag_threshold: float = 0.5
     # Extra synthetic pairs per natural training photo: a recipe with the named flag and its twin without it
@@ -123,6 +128,8 @@ class TrainConfig:
                 or self.optics_max_side < 64):
             raise ValueError("optics_flare must be >= 0, optics_night and optics_overexposed in [0, 1], "
                              "and optics_max_side >= 64")
+        if not 0.0 <= self.threshold_holdout < 1.0:
+            raise ValueError(f"threshold_holdout must be in [0, 1), got {self.threshold_holdout}")
         if self.train_only and not self.init_from:
             raise ValueError("train_only needs init_from (a trained checkpoint to keep the rest of)")
         if self.pseudo_negatives and not self.init_from:
@@ -207,8 +214,28 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
                           lambda: build_real(real, depth, size, first_group=REAL_GROUPS, desc="real train"))
         parts += [real_set] + [
             _regrouped(real_set, REAL_GROUPS + k * len(real_set)) for k in range(1, max(1, cfg.real_repeat))]
+    if cfg.threshold_holdout > 0:
+        parts, dev = hold_out_photos(parts, syn_train, dev, train_nat, cfg.threshold_holdout, cfg.split_seed)
     return TrainData(train=ArraySet.concat(parts), dev_synthetic=dev, val_synthetic=syn_val,
                      val_mos=mos_val, depth_source=depth.name)
+
+
+def hold_out_photos(parts: list[ArraySet], base: ArraySet, dev: ArraySet | None, photos: list[Path],
+                    fraction: float, split_seed: int) -> tuple[list[ArraySet], ArraySet]:
+    """Move a share ``fraction`` of the training ``photos`` from training to the threshold (dev) set: every item made
+    from them leaves ``parts``, and their ``base``-set items (pristine and degraded) join ``dev``. The share is drawn
+    by name hash with ``split_seed + 1`` (``split_seed`` drew the dev photos themselves)."""
+    key = lambda p: f"{p.parent.name}/{p.name}"  # noqa: E731
+    _, held = split_items(photos, fraction, seed=split_seed + 1, key=key)
+    if not held:
+        raise ValueError(f"threshold_holdout={fraction} holds out none of the {len(photos)} training photos")
+    names = {key(p) for p in held}
+
+    def rows(s: ArraySet, inside: bool) -> np.ndarray:
+        return np.flatnonzero(np.fromiter(((photo_of(n) in names) == inside for n in s.names), bool, len(s)))
+
+    moved = base.take(rows(base, True))
+    return [s.take(rows(s, False)) for s in parts], moved if dev is None else ArraySet.concat([dev, moved])
 
 
 #: seeds of the synthetic val and dev sets: fixed, so every run is judged (and thresholded) on the same images; their
