@@ -153,6 +153,30 @@ def test_threshold_holdout_moves_whole_photos_from_training_to_the_threshold_set
         TrainConfig(threshold_holdout=1.0)
 
 
+def test_highly_rated_mos_photos_become_negatives_and_only_labelled_ones_are_drawn():
+    from stream_iqa.train.trainer import mos_label_negatives
+
+    data = _fake_set([f"clive/{i}.bmp" for i in range(6)] + ["natural/a.png#0", "natural/a.png#1"], [0.0] * 8)
+    data.mos[:6] = [20.0, 69.9, 70.0, 85.0, 90.0, 75.0]
+    data.flags[:6] = -1.0
+    data.flags[5, 2] = 1.0  # a MOS photo already known to have flare keeps its label
+    data.group[:6] = -1
+    assert mos_label_negatives(data, {"flare": 70.0}) == {"flare": 3}
+    assert data.flags[:, 2].tolist() == [-1, -1, 0, 0, 0, 1, 0, 0] and (data.flags[:5, :2] == -1).all()
+    # no loss reads MOS (flag-only stage): only MOS photos with a flag label are ever drawn
+    cfg = TrainConfig(batch_size=8, mos_share=0.5, w_mos=0.0, w_mos_rank=0.0, mos_negatives={"flare": 70.0})
+    sampler = BatchSampler(data, cfg, np.random.default_rng(0))
+    assert sorted(sampler.mos_idx.tolist()) == [2, 3, 4, 5]
+    drawn = np.concatenate([sampler() for _ in range(20)])
+    assert set(drawn[drawn < 6].tolist()) == {2, 3, 4, 5}
+    # a stage that learns quality from MOS still draws every MOS photo
+    assert len(BatchSampler(data, TrainConfig(batch_size=8), np.random.default_rng(0)).mos_idx) == 6
+    with pytest.raises(ValueError, match="mos_share"):
+        TrainConfig(mos_share=0.0, mos_negatives={"flare": 70.0})
+    with pytest.raises(ValueError, match="not flags"):
+        TrainConfig(mos_share=0.1, mos_negatives={"glare": 70.0})
+
+
 def test_the_local_flag_branch_gets_its_own_loss(tiny_set):
     torch.manual_seed(0)
     model = DGIQALite(LiteConfig(input_size=SIZE, local_flags=("flare",)), pretrained_trunk=False).train()

@@ -103,6 +103,13 @@ class TrainConfig:
     # from a few hundred pristine photos do not cover (flowers, food, toys were what a flare branch trained without
     # them flagged). Needs init_from, the judge.
     pseudo_negatives: dict[str, float] = field(default_factory=dict)
+    # MOS photos that people rated at or above this MOS become negatives of that flag ({flare: 70}): hundreds of
+    # real photos of every kind of content, clipped daylight skies and lamps included, that nobody judged degraded.
+    # The flag path otherwise sees negatives made from a few hundred pristine photos only, and learns them by heart:
+    # the 6×6 stage-2 student scores its own training photos' pristine copies at most 0.34 for flare, and 5 of 58
+    # pristine photos it never saw above 0.94. Unlike ``pseudo_negatives`` no model judges; a photo with a flare that
+    # people forgave would be a wrong negative, so the bar should sit high. Needs ``mos_share`` > 0 to be drawn.
+    mos_negatives: dict[str, float] = field(default_factory=dict)
     # Real labelled photos of ``real/``'s *train* split (LOL low/normal light, real haze, real night light effects)
     # as flag items beside the synthesis, each drawn ``real_repeat`` times as often as one synthetic group. The dev
     # split is never read here: it is where the flags are judged.
@@ -120,7 +127,7 @@ class TrainConfig:
             raise ValueError(f"{path}: {e}") from None
 
     def __post_init__(self) -> None:
-        for name in ("focus", "pseudo_negatives"):
+        for name in ("focus", "pseudo_negatives", "mos_negatives"):
             unknown_flags = set(getattr(self, name)) - set(DISTORTIONS)
             if unknown_flags:
                 raise ValueError(f"{name} names {sorted(unknown_flags)}, not flags ({', '.join(DISTORTIONS)})")
@@ -132,6 +139,8 @@ class TrainConfig:
             raise ValueError(f"threshold_holdout must be in [0, 1), got {self.threshold_holdout}")
         if self.train_only and not self.init_from:
             raise ValueError("train_only needs init_from (a trained checkpoint to keep the rest of)")
+        if self.mos_negatives and self.mos_share <= 0:
+            raise ValueError("mos_negatives needs mos_share > 0 (otherwise no MOS photo is ever drawn)")
         if self.pseudo_negatives and not self.init_from:
             raise ValueError("pseudo_negatives needs init_from (the checkpoint that judges the MOS photos)")
 
@@ -258,7 +267,10 @@ class BatchSampler:
     def __init__(self, data: ArraySet, cfg: TrainConfig, rng: np.random.Generator) -> None:
         self.rng = rng
         self.cfg = cfg
-        self.mos_idx = np.flatnonzero(~np.isnan(data.mos))
+        mos = ~np.isnan(data.mos)
+        if cfg.w_mos == 0 and cfg.w_mos_rank == 0:  # no loss reads their MOS: draw those with a flag label only
+            mos &= (data.flags >= 0).any(axis=1)
+        self.mos_idx = np.flatnonzero(mos)
         self.groups: dict[int, np.ndarray] = {}
         for g in np.unique(data.group[data.group >= 0]):
             self.groups[int(g)] = np.flatnonzero(data.group == g)
@@ -398,6 +410,18 @@ def pseudo_label_negatives(model: DGIQALite, data: ArraySet, below: dict[str, fl
     return counts
 
 
+def mos_label_negatives(data: ArraySet, at_or_above: dict[str, float]) -> dict[str, int]:
+    """Mark MOS items rated at or above ``at_or_above[flag]`` as negatives of that flag; in place, returns how many
+    per flag. Items whose flag is already known keep it."""
+    counts = {}
+    for kind, limit in at_or_above.items():
+        j = DISTORTIONS.index(kind)
+        take = np.flatnonzero((data.mos >= limit) & (data.flags[:, j] < 0))
+        data.flags[take, j] = 0.0
+        counts[kind] = int(len(take))
+    return counts
+
+
 def _set_modes(model: DGIQALite, cfg: TrainConfig, frozen_trunk: bool) -> None:
     """train() / eval() and requires_grad for this epoch: everything outside ``train_only`` stays in eval mode."""
     if cfg.train_only:
@@ -426,6 +450,9 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
     pseudo = pseudo_label_negatives(model, data.train, cfg.pseudo_negatives) if cfg.pseudo_negatives else {}
     if pseudo:
         log.info("pseudo negatives", **pseudo)
+    by_mos = mos_label_negatives(data.train, cfg.mos_negatives) if cfg.mos_negatives else {}
+    if by_mos:
+        log.info("MOS negatives", **by_mos)
     log.info("data ready", train=len(data.train), val_synthetic=len(data.val_synthetic),
              val_mos=len(data.val_mos) if data.val_mos is not None else 0, seconds=round(time.time() - started, 1))
     if cfg.train_only:
@@ -509,7 +536,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
                      "synthetic_items": int(((data.train.group >= 0) & (data.train.group < REAL_GROUPS)).sum()),
                      "real_items": int((data.train.group >= REAL_GROUPS).sum()), "mos_items": n_mos,
                      "dev_items": len(data.dev_synthetic) if data.dev_synthetic is not None else 0,
-                     **({"pseudo_negatives": pseudo} if pseudo else {})},
+                     **({"pseudo_negatives": pseudo} if pseudo else {}),
+                     **({"mos_negatives": by_mos} if by_mos else {})},
             "wall_time_s": round(time.time() - started, 1),
             **({"init_from": {"path": cfg.init_from, "version": base_meta.get("version"),
                               "tensors_sha256": base_meta.get("tensors_sha256")}} if cfg.init_from else {}),
