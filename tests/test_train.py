@@ -177,6 +177,26 @@ def test_highly_rated_mos_photos_become_negatives_and_only_labelled_ones_are_dra
         TrainConfig(mos_share=0.1, mos_negatives={"glare": 70.0})
 
 
+def test_a_flag_too_faint_to_see_against_its_twin_loses_its_label():
+    from stream_iqa.train.dataset import faint_twin_positives
+
+    names = ["p.png#1.0", "p.png#1.1", "p.png#2.0", "p.png#2.1", "q.png#1.0", "q.png#1.1", "r.png#1"]
+    data = _fake_set(names, [0.5] * 7)
+    data.rgb = np.full((7, 20, 20, 3), 100, np.uint8)
+    data.flags[[0, 2, 4, 6], 2] = 1.0
+    data.rgb[0, :4, :4] = 255   # 4 % of the pixels brighter by 155: a flare one can see
+    data.rgb[2] = 130           # a veil of +30 over everything: below 64 levels everywhere, so faint
+    data.rgb[4, :1, :3] = 255    # 3 pixels of 400: under 1 % of the frame
+    data.rgb[6] = 130           # no twin to compare with: left alone
+    assert faint_twin_positives(data, 2, 64).tolist() == [2, 4]
+    assert faint_twin_positives(data, 2, 20).tolist() == [4]      # the veil is visible at 20 levels
+    assert faint_twin_positives(data, 1, 64).tolist() == []       # no haze positives
+    data.flags[5, 2] = 1.0                                         # a "twin" that has the flag too is no twin
+    assert faint_twin_positives(data, 2, 64).tolist() == [2]
+    with pytest.raises(ValueError, match="not flags"):
+        TrainConfig(min_twin_visibility={"glare": 64})
+
+
 def test_the_local_flag_branch_gets_its_own_loss(tiny_set):
     torch.manual_seed(0)
     model = DGIQALite(LiteConfig(input_size=SIZE, local_flags=("flare",)), pretrained_trunk=False).train()

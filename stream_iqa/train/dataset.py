@@ -185,6 +185,25 @@ def photo_of(name: str) -> str:
     return name.split("#", 1)[0]
 
 
+def faint_twin_positives(data: ArraySet, flag: int, min_level: float, share: float = 0.01) -> np.ndarray:
+    """Indices of twin-pair items (``…#v.0`` with flag ``flag``, its twin ``…#v.1`` without) whose flagged image
+    differs from its twin by at least ``min_level`` (of 255, largest channel) on less than ``share`` of its pixels:
+    a flag rendered too faintly to see. Training on it as a positive teaches that whatever else such an image shows
+    (for flare: a bright, slightly washed-out daylight sky) is the condition."""
+    index = {n: i for i, n in enumerate(data.names)}
+    out = []
+    for name, i in index.items():
+        if not name.endswith(".0") or data.flags[i, flag] != 1:
+            continue
+        j = index.get(name[:-1] + "1")
+        if j is None or data.flags[j, flag] != 0:
+            continue
+        changed = np.abs(data.rgb[i].astype(np.int16) - data.rgb[j].astype(np.int16)).max(axis=-1) >= min_level
+        if changed.mean() < share:
+            out.append(i)
+    return np.asarray(out, dtype=np.int64)
+
+
 def build_mos(items: list[tuple[Path, float]], depth_source: DepthSource, size: tuple[int, int],
               desc: str = "MOS images") -> ArraySet:
     rgbs, depths, mos, names = [], [], [], []

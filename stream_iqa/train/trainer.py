@@ -31,7 +31,8 @@ from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
 from stream_iqa.settings import Settings
-from stream_iqa.train.dataset import ArraySet, build_mos, build_real, build_synthetic, cache_key, cached, photo_of
+from stream_iqa.train.dataset import (ArraySet, build_mos, build_real, build_synthetic, cache_key, cached,
+                                      faint_twin_positives, photo_of)
 from stream_iqa.train.recipe import read_recipe
 from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds, predict_arrays
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION, Recipe, sample_focus_pair
@@ -92,6 +93,10 @@ class TrainConfig:
     # areas with and without flare, the pristine photos' false alarm
     optics_overexposed: float = 0.0
     optics_max_side: int = 512
+    # Twin pairs (focus and optical) whose flagged image differs from its twin by at least this many levels (of 255)
+    # on less than 1 % of its pixels lose that flag's label (unknown, not negative): a flare too faint to see is
+    # not what the card calls flare, and as a positive it teaches that a washed-out daylight sky is one ({flare: 64}).
+    min_twin_visibility: dict[str, float] = field(default_factory=dict)
     # Start from a trained dgiqa-lite checkpoint instead of ImageNet; ``arch`` then overrides its architecture,
     # which may only add modules (a new local flag branch), whose weights start fresh.
     init_from: str = ""
@@ -127,7 +132,7 @@ class TrainConfig:
             raise ValueError(f"{path}: {e}") from None
 
     def __post_init__(self) -> None:
-        for name in ("focus", "pseudo_negatives", "mos_negatives"):
+        for name in ("focus", "pseudo_negatives", "mos_negatives", "min_twin_visibility"):
             unknown_flags = set(getattr(self, name)) - set(DISTORTIONS)
             if unknown_flags:
                 raise ValueError(f"{name} names {sorted(unknown_flags)}, not flags ({', '.join(DISTORTIONS)})")
@@ -198,11 +203,18 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
 
     def pair_set(prefix: str, n: int, seed_offset: int, recipe_fn: Callable[[np.random.Generator], list[Recipe]],
                  desc: str, key_parts: dict[str, Any], **build: Any) -> ArraySet:
-        """n twin pairs per training photo (no pristine copies: the base set holds them), cached by ``key_parts``."""
+        """n twin pairs per training photo (no pristine copies: the base set holds them), cached by ``key_parts``;
+        pairs whose flag is too faint to see (``min_twin_visibility``) lose its label here, not in the cache."""
         name = key(p=[str(p) for p in train_nat], n=n, s=seed, **key_parts)
-        return cached(cache / f"{prefix}-{name}.npz", lambda: build_synthetic(
+        pairs = cached(cache / f"{prefix}-{name}.npz", lambda: build_synthetic(
             train_nat, depth, size, n, seed_offset + seed, recipe_fn=recipe_fn, include_pristine=False, desc=desc,
             **build))
+        for kind, level in cfg.min_twin_visibility.items():
+            j = DISTORTIONS.index(kind)
+            faint = faint_twin_positives(pairs, j, level)
+            pairs.flags[faint, j] = -1.0
+            log.info("faint twins unlabelled", set=prefix, flag=kind, items=len(faint), of=int((pairs.flags[:, j] >= 0).sum() + len(faint)))
+        return pairs
 
     for kind, n in sorted(cfg.focus.items()):
         if n > 0:
