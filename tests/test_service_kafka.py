@@ -117,14 +117,23 @@ class Running:
         svc, c = self.service, self.service._consumer
         out: dict = {"ready": svc.ready, "running": {str(k): v.record.offset for k, v in svc._running.items()},
                      "backlog": {str(k): len(v) for k, v in svc._backlog.items()}}
-        try:
-            out["assignment"] = {f"{tp.topic}/{tp.partition}": c._subscriptions.assignment[tp].position
-                                 for tp in c.assignment()}
-            out["paused"] = [str(tp) for tp in c.paused()]
-            coord = c._coordinator
-            out["coordinator"] = (coord.coordinator_id, str(coord.state), coord._generation)
-        except Exception as exc:  # noqa: BLE001 - diagnostics only
-            out["error"] = repr(exc)
+        coord = getattr(c, "_coordinator", None)
+        probes = {  # kafka-python 2.3 internals, each read on its own so that one missing name hides nothing else
+            "assignment": lambda: {f"{tp.topic}/{tp.partition}": c._subscription.assignment[tp].position
+                                   for tp in c.assignment()},
+            "subscription": lambda: sorted(c._subscription.subscription or ()),
+            "paused": lambda: [str(tp) for tp in c.paused()],
+            "coordinator": lambda: (coord.coordinator_id, str(coord.state), str(coord._generation)),
+            "join": lambda: {"rejoin_needed": coord.rejoin_needed, "join_future": repr(coord.join_future),
+                             "need_rejoin": coord.need_rejoin()},
+            "metadata_topics": lambda: sorted(c._client.cluster.topics()),
+            "metadata_snapshot": lambda: {k: sorted(v) for k, v in coord._metadata_snapshot.items()},
+        }
+        for key, probe in probes.items():
+            try:
+                out[key] = probe()
+            except Exception as exc:  # noqa: BLE001 - diagnostics only
+                out[key] = f"unreadable: {exc!r}"
         return out
 
     def wait_until(self, cond, timeout: float = 60.0) -> None:
@@ -347,6 +356,8 @@ def test_broker_down_at_start_and_restarted_mid_run(clip_dir, scorer):
         produce(s, [("cam", *file_job(clip_dir / "short.mp4", "before", "cam"))])
         assert run.wait(1)[0].report is not None
         run.wait_until(lambda: run.service.ready)
+        unreadable = {k: v for k, v in run.state().items() if str(v).startswith("unreadable")}
+        assert not unreadable, unreadable  # the failure dump below must still read this kafka-python's internals
 
         b.stop()
         run.wait_until(lambda: not run.service.ready, timeout=60)  # readiness follows the broker
