@@ -171,7 +171,7 @@ def build_synthetic(
                 flags.append([float(recipe_flags[k]) for k in DISTORTIONS])
                 groups.append(gi)
                 sev.append(severity)
-                names.append(f"{path.parent.name}/{path.name}#{v}" + (f".{j}" if len(items) > 1 else ""))
+                names.append(f"{photo_key(path)}#{v}" + (f".{j}" if len(items) > 1 else ""))
     n = len(rgbs)
     return ArraySet(
         rgb=np.stack(rgbs), depth=np.stack(depths), mos=np.full(n, np.nan, np.float32),
@@ -180,8 +180,13 @@ def build_synthetic(
     )
 
 
+def photo_key(path: Path) -> str:
+    """A natural photo's name in item names and photo splits: ``folder/file.png``."""
+    return f"{path.parent.name}/{path.name}"
+
+
 def photo_of(name: str) -> str:
-    """The source photo of a synthetic item's name (``folder/file.png#3.1`` → ``folder/file.png``)."""
+    """The source photo (``photo_key``) of a synthetic item's name (``folder/file.png#3.1`` → ``folder/file.png``)."""
     return name.split("#", 1)[0]
 
 

@@ -32,7 +32,7 @@ from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
 from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import (ArraySet, build_mos, build_real, build_synthetic, cache_key, cached,
-                                      faint_twin_positives, photo_of)
+                                      faint_twin_positives, photo_key, photo_of)
 from stream_iqa.train.recipe import read_recipe
 from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds, predict_arrays
 from stream_iqa.train.synthesis import SYNTHESIS_VERSION, Recipe, sample_focus_pair
@@ -111,8 +111,8 @@ class TrainConfig:
     # MOS photos that people rated at or above this MOS become negatives of that flag ({flare: 70}): hundreds of
     # real photos of every kind of content, clipped daylight skies and lamps included, that nobody judged degraded.
     # The flag path otherwise sees negatives made from a few hundred pristine photos only, and learns them by heart:
-    # the 6×6 stage-2 student scores its own training photos' pristine copies at most 0.34 for flare, and 5 of 58
-    # pristine photos it never saw above 0.94. Unlike ``pseudo_negatives`` no model judges; a photo with a flare that
+    # the 6×6 stage-2 student scores its own training photos' pristine copies at most 0.34 for flare, and 4 of 58
+    # pristine photos it never saw at 0.76–0.88. Unlike ``pseudo_negatives`` no model judges; a photo with a flare that
     # people forgave would be a wrong negative, so the bar should sit high. Needs ``mos_share`` > 0 to be drawn.
     mos_negatives: dict[str, float] = field(default_factory=dict)
     # Real labelled photos of ``real/``'s *train* split (LOL low/normal light, real haze, real night light effects)
@@ -173,7 +173,7 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
     train_nat, val_nat = split["train"], split["val"]
     if cfg.max_natural:
         train_nat, val_nat = train_nat[: cfg.max_natural], val_nat[: max(2, cfg.max_natural // 4)]
-    train_nat, dev_nat = split_items(train_nat, cfg.dev_fraction, seed=cfg.split_seed, key=lambda p: f"{p.parent.name}/{p.name}")
+    train_nat, dev_nat = split_items(train_nat, cfg.dev_fraction, seed=cfg.split_seed, key=photo_key)
     clive = load_mos_dataset("clive", root / "clive")
     if cfg.max_mos:
         clive = clive[: cfg.max_mos]
@@ -212,8 +212,9 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
         for kind, level in cfg.min_twin_visibility.items():
             j = DISTORTIONS.index(kind)
             faint = faint_twin_positives(pairs, j, level)
+            log.info("faint twins unlabelled", set=prefix, flag=kind, items=len(faint),
+                     positives=int((pairs.flags[:, j] == 1).sum()))
             pairs.flags[faint, j] = -1.0
-            log.info("faint twins unlabelled", set=prefix, flag=kind, items=len(faint), of=int((pairs.flags[:, j] >= 0).sum() + len(faint)))
         return pairs
 
     for kind, n in sorted(cfg.focus.items()):
@@ -246,11 +247,10 @@ def hold_out_photos(parts: list[ArraySet], base: ArraySet, dev: ArraySet | None,
     """Move a share ``fraction`` of the training ``photos`` from training to the threshold (dev) set: every item made
     from them leaves ``parts``, and their ``base``-set items (pristine and degraded) join ``dev``. The share is drawn
     by name hash with ``split_seed + 1`` (``split_seed`` drew the dev photos themselves)."""
-    key = lambda p: f"{p.parent.name}/{p.name}"  # noqa: E731
-    _, held = split_items(photos, fraction, seed=split_seed + 1, key=key)
+    _, held = split_items(photos, fraction, seed=split_seed + 1, key=photo_key)
     if not held:
         raise ValueError(f"threshold_holdout={fraction} holds out none of the {len(photos)} training photos")
-    names = {key(p) for p in held}
+    names = {photo_key(p) for p in held}
 
     def rows(s: ArraySet, inside: bool) -> np.ndarray:
         return np.flatnonzero(np.fromiter(((photo_of(n) in names) == inside for n in s.names), bool, len(s)))
