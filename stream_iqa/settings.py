@@ -277,6 +277,13 @@ class KafkaSettings(BaseModel):
         "longest single blocking step: max(service.drain_timeout_s, producer delivery_timeout_ms) with margin.",
     )
     request_timeout_ms: int = Field(30_000, ge=1000)
+    join_timeout_s: float = Field(
+        60.0, ge=5, description="Longest the worker waits for a group join to complete (the first one, or the rejoin "
+        "after a rebalance or a broker restart) before it replaces its consumer with a fresh one; it is not ready "
+        "while it waits. A rejoin can stall in the client for ever while the broker looks healthy. Must exceed a normal "
+        "rebalance: session_timeout_ms (a member that died is dropped only then) plus the brokers' "
+        "group.initial.rebalance.delay.ms (3 s by default)."
+    )
     metadata_max_age_ms: int = Field(
         30_000, ge=100, description="Metadata refresh period: how soon added partitions (or a re-created input "
         "topic) are noticed and the group rebalances onto them. kafka-python's default is 5 minutes."
@@ -304,6 +311,14 @@ class KafkaSettings(BaseModel):
         for entry in entries:
             _check_host_port(entry)
         return value
+
+    @model_validator(mode="after")
+    def _join_outlasts_a_rebalance(self) -> "KafkaSettings":
+        if self.join_timeout_s * 1000 < self.session_timeout_ms + 3000:
+            raise ValueError(f"kafka.join_timeout_s ({self.join_timeout_s:g} s) must exceed session_timeout_ms "
+                             f"({self.session_timeout_ms} ms) plus 3 s, or a normal rebalance would replace the "
+                             "consumer: raise STREAM_IQA_KAFKA__JOIN_TIMEOUT_S")
+        return self
 
     def client_options(self) -> dict[str, Any]:
         """The connection and security options shared by consumer, producer and admin client (kafka-python names)."""

@@ -148,6 +148,7 @@ class Service:
         self._health: HealthServer | None = None
         self._last_lag = 0.0
         self._assignment: frozenset[Any] = frozenset()
+        self._unjoined_since: float | None = None  # waiting for a group assignment since (monotonic); None: joined
 
     # ------------------------------------------------------------------------------------------------------ public
     @property
@@ -217,6 +218,8 @@ class Service:
                 self._backlog.setdefault(tp, deque()).extend(records)
         self._collect()
         self._watchdog()
+        if self._join_stalled():
+            return
         self._dispatch()
         self._commit()
         self._flow_control()
@@ -337,7 +340,7 @@ class Service:
         from kafka.structs import OffsetAndMetadata
 
         offsets = {tp: off for tp, off in self._tracker.committable().items() if only is None or tp in only}
-        if not offsets:
+        if not offsets or self._consumer is None:  # None: stopped while a replacement consumer was connecting
             return
         try:
             self._consumer.commit({tp: OffsetAndMetadata(off, None, -1) for tp, off in offsets.items()},
@@ -362,18 +365,42 @@ class Service:
             self._consumer.resume(*to_resume)
 
     def _update_ready(self) -> None:
-        # ready = we know the group coordinator and hold a live connection to it (kafka-python keeps both on
-        # private attributes; readiness must never crash the loop, so any surprise there reads as not ready)
+        # ready = a member of the group (its join completed, partitions or none assigned) that knows the group
+        # coordinator and holds a live connection to it (kafka-python keeps both on private attributes; readiness
+        # must never crash the loop, so any surprise there reads as not ready)
         try:
             coordinator_id = self._consumer._coordinator.coordinator_id
             connected = coordinator_id is not None and self._consumer._client.connected(coordinator_id)
         except Exception:  # noqa: BLE001
             connected = False
-        ready = bool(connected) and not self._stop.is_set()
+        joined = self._unjoined_since is None
+        ready = bool(connected) and joined and not self._stop.is_set()
         if ready != self._ready:
-            log.info("readiness changed", ready=ready)
+            log.info("readiness changed", ready=ready, connected=bool(connected), joined=joined)
         self._ready = ready
         self.metrics.ready.set(1 if ready else 0)
+
+    def _join_stalled(self) -> bool:
+        """A group join that has not completed within ``kafka.join_timeout_s`` is given up: the consumer is closed
+        and a fresh one joins. Seen once in CI: a rejoin begun 2 ms after a broker restart never completed, no error
+        was raised, the coordinator connection stayed up, and a worker that looked ready consumed nothing for
+        minutes. Nothing is lost by the replacement: the revocation that began the rejoin already committed what was
+        done and detached the clips in hand (they publish, and are redelivered); a first join holds nothing yet."""
+        since = self._unjoined_since
+        waited = time.monotonic() - since if since is not None else 0.0
+        if since is None or waited < self.settings.kafka.join_timeout_s:
+            return False
+        self.metrics.join_stalls.inc()
+        log.error("group join not completed; replacing the consumer", waited_s=round(waited, 1),
+                  join_timeout_s=self.settings.kafka.join_timeout_s, group=self.settings.kafka.group_id,
+                  join_state=_join_state(self._consumer))
+        if self._assignment:  # cannot happen (a rejoin starts with a revocation), but must never strand a partition
+            self._revoked(list(self._assignment))
+        self._ready = False
+        self.metrics.ready.set(0)
+        self._close_consumer()
+        self._connect(consumer_only=True)
+        return True
 
     def _update_lag(self) -> None:
         now = time.monotonic()
@@ -526,8 +553,9 @@ class Service:
             return state
 
     # -------------------------------------------------------------------------------------------- lifecycle
-    def _connect(self) -> bool:
-        """Create consumer and producer, retrying with backoff while the brokers are unreachable."""
+    def _connect(self, consumer_only: bool = False) -> bool:
+        """Create consumer and producer (or a fresh consumer beside the producer), retrying with backoff while the
+        brokers are unreachable."""
         from kafka import KafkaConsumer, KafkaProducer
 
         k, svc = self.settings.kafka, self.settings.service
@@ -536,8 +564,9 @@ class Service:
             self._heartbeat.beat()
             try:
                 opts = k.client_options()
-                self._producer = KafkaProducer(
-                    **opts, acks="all", retries=5, linger_ms=5, max_request_size=max(1024**2, k.max_message_bytes))
+                if not consumer_only:
+                    self._producer = KafkaProducer(
+                        **opts, acks="all", retries=5, linger_ms=5, max_request_size=max(1024**2, k.max_message_bytes))
                 self._consumer = KafkaConsumer(
                     **opts, group_id=k.group_id, enable_auto_commit=False, auto_offset_reset=k.auto_offset_reset,
                     max_poll_records=k.max_poll_records, max_poll_interval_ms=k.max_poll_interval_ms,
@@ -548,10 +577,14 @@ class Service:
                     # exceed the largest message the brokers accept, or one oversized message stalls the partition
                     receive_message_max_bytes=2 * max(50 * 1024**2, k.max_message_bytes))
                 self._consumer.subscribe([k.input_topic], listener=_Rebalance(self))
+                self._unjoined_since = time.monotonic()
                 log.info("connected", bootstrap=k.bootstrap_servers, group=k.group_id, topic=k.input_topic)
                 return True
             except Exception as exc:  # noqa: BLE001 - NoBrokersAvailable and friends
-                self._close_clients()
+                if consumer_only:
+                    self._close_consumer()
+                else:
+                    self._close_clients()
                 log.warning("brokers unreachable; retrying", error=repr(exc), backoff_s=backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, svc.reconnect_backoff_max_s)
@@ -595,14 +628,18 @@ class Service:
         log.info("stopped")
 
     def _close_clients(self) -> None:
-        # bounded: with the brokers gone, an unbounded close waits forever for a LeaveGroup or a flush
-        if self._consumer is not None:
-            with contextlib.suppress(Exception):
-                self._consumer.close(autocommit=False, timeout_ms=3000)
+        self._close_consumer()
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 self._producer.close(timeout=3)
-        self._consumer = self._producer = None
+        self._producer = None
+
+    def _close_consumer(self) -> None:
+        # bounded: with the brokers gone, an unbounded close waits forever for a LeaveGroup
+        if self._consumer is not None:
+            with contextlib.suppress(Exception):
+                self._consumer.close(autocommit=False, timeout_ms=3000)
+        self._consumer = None
 
     def _install_signals(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
@@ -630,11 +667,14 @@ class Service:
                 self.metrics.lag.remove(tp.topic, str(tp.partition))
         self._tracker.drop(list(revoked))
         self._assignment = self._assignment - set(revoked)
+        if self._unjoined_since is None:
+            self._unjoined_since = time.monotonic()  # a rejoin has begun: not ready until it completes
         log.info("partitions revoked", partitions=[f"{tp.topic}/{tp.partition}" for tp in revoked])
 
     def _assigned(self, assigned: list[Any]) -> None:
         self.metrics.rebalances.labels("assigned").inc()
         self._assignment = self._assignment | set(assigned)
+        self._unjoined_since = None
         log.info("partitions assigned", partitions=[f"{tp.topic}/{tp.partition}" for tp in assigned])
 
 
@@ -669,6 +709,21 @@ def _undecodable_at(consumer: Any, exc: BaseException) -> tuple[Any, int] | None
         return part.topic_partition, int(part.next_fetch_offset)
     except (AttributeError, TypeError, ValueError):
         return None
+
+
+def _join_state(consumer: Any) -> dict[str, Any]:
+    """What kafka-python's coordinator says of the join, for the log line of a stalled one (private attributes of
+    kafka-python 2.3: each read on its own, and a surprise reads as such, never as an exception)."""
+    state: dict[str, Any] = {}
+    coordinator = getattr(consumer, "_coordinator", None)
+    for name, read in (("state", lambda c: str(c.state)), ("generation", lambda c: str(c._generation)),
+                       ("coordinator_id", lambda c: c.coordinator_id), ("rejoin_needed", lambda c: c.rejoin_needed),
+                       ("join_in_flight", lambda c: c.join_future is not None)):
+        try:
+            state[name] = read(coordinator)
+        except Exception as exc:  # noqa: BLE001
+            state[name] = f"unreadable ({type(exc).__name__})"
+    return state
 
 
 def _json(body: dict[str, Any]) -> bytes:

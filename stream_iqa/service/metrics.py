@@ -43,6 +43,9 @@ class ServiceMetrics:
                          ["topic", "partition"], registry=r)
         self.ready = Gauge("stream_iqa_ready", "1 when connected to the brokers and taking work.", registry=r)
         self.rebalances = Counter("stream_iqa_rebalances", "Partition revocations and assignments.", ["kind"], registry=r)
+        self.join_stalls = Counter(
+            "stream_iqa_group_join_stalls", "Group joins not completed within kafka.join_timeout_s; each replaced the "
+            "consumer.", registry=r)
         self.commits = Counter("stream_iqa_offset_commits", "Offset commits, by result.", ["result"], registry=r)
         self.undecodable = Counter(
             "stream_iqa_undecodable_records", "Input records kafka-python could not decode (codec, corrupt batch), "
