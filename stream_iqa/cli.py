@@ -76,29 +76,32 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from stream_iqa.scoring import load_scorer, score_files
+    from stream_iqa.schema import DISTORTION_TYPES
+    from stream_iqa.scoring import load_scorer, score_each
 
     settings = _model_settings(args)
     scorer = load_scorer(settings)
     failed = 0
     rows = []
-    for record in score_files(scorer, args.paths):
-        failed += "error" in record
+    for record in score_each(scorer, args.paths):
+        failed += record.error is not None
         if args.json:
-            print(json.dumps(record), flush=True)
+            print(record.model_dump_json(exclude_none=True), flush=True)
         else:
             rows.append(record)
     if not args.json:
-        table = Table(title=f"{settings.model.name} quality (0–100, higher is better)")
+        table = Table(title=f"{settings.model.name} quality (0–100, higher is better); flags at the model's thresholds")
         table.add_column("path", overflow="fold")
-        for col in ("quality", "low_light", "haze", "flare"):
-            table.add_column(col, justify="right")
+        for col in ("quality", *DISTORTION_TYPES, "flagged"):
+            table.add_column(col, justify="left" if col == "flagged" else "right")
         for r in rows:
-            if "error" in r:
-                table.add_row(r["path"], f"[red]error: {r['error']}[/red]", "", "", "")
+            if r.error is not None:
+                table.add_row(r.path, f"[red]error: {r.error}[/red]", "", "", "", "")
             else:
-                d = r.get("distortions", {})
-                table.add_row(r["path"], f"{r['quality']:.1f}", *(f"{d[k]:.2f}" if k in d else "–" for k in ("low_light", "haze", "flare")))
+                d = r.distortions.model_dump() if r.distortions else {}
+                flagged = ", ".join(k for k, on in (r.flags or {}).items() if on) or "–"
+                table.add_row(r.path, f"{r.quality:.1f}", *(f"{d[k]:.2f}" if k in d else "–" for k in DISTORTION_TYPES),
+                              flagged)
         Console().print(table)
     return EXIT_INPUT if failed else EXIT_OK
 

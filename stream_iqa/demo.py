@@ -28,7 +28,6 @@ def sample_photos() -> dict[str, np.ndarray]:
 
 def run_demo(scorer: Scorer, severity: float = 0.6, seed: int = 0, console: Console | None = None) -> list[dict]:
     console = console or Console()
-    thresholds = getattr(scorer.model, "flag_thresholds", {k: 0.5 for k in DISTORTIONS})
     rows = []
     for name, img in sample_photos().items():
         depth = scorer.depth(to_tensor(img))[0, 0].cpu().numpy()
@@ -36,8 +35,10 @@ def run_demo(scorer: Scorer, severity: float = 0.6, seed: int = 0, console: Cons
             recipe = Recipe() if kind == "clean" else Recipe([(kind, severity)])
             out = apply_recipe(img, depth, recipe, np.random.default_rng(seed))
             result = scorer.score_rgb(to_tensor(out))
-            flagged = [k for k, p in result.get("distortions", {}).items() if p >= thresholds[k]]
-            rows.append({"photo": name, "made": kind, **result, "flagged": flagged})
+            flagged = [k for k, on in (result.flags or {}).items() if on]
+            rows.append({"photo": name, "made": kind, "quality": result.quality,
+                         "distortions": result.distortions.model_dump() if result.distortions else {},
+                         "flagged": flagged})
     table = Table(title=f"stream-iqa demo — {scorer.model.model_name} on sample photos (severity {severity})")
     for col in ("photo", "synthesised", "quality", *DISTORTIONS, "flagged"):
         table.add_column(col, justify="right" if col in ("quality", *DISTORTIONS) else "left")

@@ -22,6 +22,7 @@ CLIP_REPORT_SCHEMA = "stream-iqa/clip-report/1"
 #: error/2 added the ``timeout`` code to the closed set (a v1 reader that validates codes would reject it); error/1
 #: records are still accepted on input
 ERROR_SCHEMA = "stream-iqa/error/2"
+IMAGE_SCORE_SCHEMA = "stream-iqa/image-score/1"
 
 #: distortion types, in the model's head order; part of the contract
 DistortionType = Literal["low_light", "haze", "flare"]
@@ -163,6 +164,28 @@ class FrameRecord(_Contract):
     flags: dict[DistortionType, bool] | None = None
     latency_ms: float | None = Field(None, ge=0.0, description="From the frame leaving the decoder to its score "
                                      "(queueing, depth and the model, including any shared-batch wait).")
+
+
+class ImageScore(_Contract):
+    """One scored image: ``stream-iqa score --json`` (a line each, in input order) and ``stream_iqa.score_images``.
+
+    ``distortions`` are the model's probabilities; ``flags`` the decision at the model's own per-flag thresholds (in
+    its ``model.json``), so a caller need not know them. A model without flag heads (the official DGIQA) gives
+    neither. An image that cannot be read keeps its place with ``error`` set and no scores.
+    """
+
+    schema_: Literal["stream-iqa/image-score/1"] = Field(IMAGE_SCORE_SCHEMA, alias="schema")
+    path: str | None = Field(None, description="The file scored; null for an image passed as an array.")
+    quality: float | None = Field(None, ge=0.0, le=100.0)
+    distortions: Distortions | None = None
+    flags: dict[DistortionType, bool] | None = None
+    error: str | None = Field(None, description="Why the image could not be read; the scores are then null.")
+
+    @model_validator(mode="after")
+    def _scores_or_error(self) -> ImageScore:
+        if (self.error is None) == (self.quality is None):
+            raise ValueError("an image score has either a quality or an error")
+        return self
 
 
 class ErrorRecord(_Contract):

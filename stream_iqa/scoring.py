@@ -12,7 +12,9 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
+
+import numpy as np
 
 import torch
 
@@ -23,6 +25,7 @@ from stream_iqa.nn.api import DISTORTIONS, ScoringModel
 from stream_iqa.nn.fuse import optimize_for_inference
 from stream_iqa.nn.lite import DGIQALite
 from stream_iqa.nn.registry import create_model, resolve_device
+from stream_iqa.schema import ImageScore
 from stream_iqa.settings import Settings
 from stream_iqa.images import read_rgb, to_tensor
 from stream_iqa.logging import get_logger
@@ -51,16 +54,24 @@ class Scorer:
         """Size at which depth is computed for frames ``rgb`` (N,3,H,W): the model's input size if it has one."""
         return model_input_size(self.model) or (int(rgb.shape[-2]), int(rgb.shape[-1]))
 
+    @property
+    def flag_thresholds(self) -> dict[str, float]:
+        """The model's per-flag decision thresholds (its ``model.json``; 0.5 for a model that records none)."""
+        return {k: 0.5 for k in DISTORTIONS} | dict(getattr(self.model, "flag_thresholds", {}))
+
     @torch.inference_mode()
-    def score_rgb(self, rgb: torch.Tensor) -> dict[str, Any]:
-        """One (1,3,H,W) [0,1] image → {'quality', 'distortions'} as plain floats."""
+    def score_rgb(self, rgb: torch.Tensor, path: str | None = None) -> ImageScore:
+        """One (1,3,H,W) [0,1] image → its quality, flag probabilities and the flags decided at the thresholds."""
         rgb = rgb.to(self.device)
         with self.autocast():
             out = self.model.score(rgb, self.depth(rgb, self.depth_size(rgb)))
-        result: dict[str, Any] = {"quality": round(float(out.quality[0]), 2)}
-        if out.distortions is not None:
-            result["distortions"] = {k: round(float(v), 4) for k, v in zip(DISTORTIONS, out.distortions[0].tolist())}
-        return result
+        if out.distortions is None:
+            return ImageScore(path=path, quality=round(float(out.quality[0]), 2))
+        probs = dict(zip(DISTORTIONS, out.distortions[0].tolist()))
+        thresholds = self.flag_thresholds
+        return ImageScore(path=path, quality=round(float(out.quality[0]), 2),
+                          distortions={k: round(float(v), 4) for k, v in probs.items()},
+                          flags={k: bool(v >= thresholds[k]) for k, v in probs.items()})
 
 
 def model_input_size(model: Any) -> tuple[int, int] | None:
@@ -176,12 +187,28 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
             yield p
 
 
-def score_files(scorer: Scorer, paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
-    """One record per image in order; an unreadable image yields ``{'path', 'error'}`` and scoring continues."""
-    for path in expand_paths(paths):
-        try:
-            rgb = to_tensor(read_rgb(path))
-        except (ValueError, OSError) as exc:
-            yield {"path": str(path), "error": str(exc)}
+#: an image file or folder of images, or an RGB uint8 array (H, W, 3)
+ImageInput = Union[str, Path, np.ndarray]
+
+
+def score_each(scorer: Scorer, images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageScore]:
+    """One record per image in input order (folders expanded to their images, sorted); an unreadable file keeps its
+    place with ``error`` set, and scoring goes on. An array that is not RGB uint8 (H, W, 3) is a caller's mistake:
+    ``ValueError``."""
+    items = [images] if isinstance(images, (str, Path, np.ndarray)) else images
+    for item in items:
+        if isinstance(item, np.ndarray):
+            if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
+                raise ValueError(f"an image array must be RGB uint8 of shape (H, W, 3), not {item.dtype} "
+                                 f"{tuple(item.shape)}")
+            yield scorer.score_rgb(to_tensor(item))
             continue
-        yield {"path": str(path), **scorer.score_rgb(rgb)}
+        if not isinstance(item, (str, Path)):
+            raise TypeError(f"an image is a path or an RGB uint8 array, not {type(item).__name__}")
+        for path in expand_paths([item]):
+            try:
+                rgb = to_tensor(read_rgb(path))
+            except (ValueError, OSError) as exc:
+                yield ImageScore(path=str(path), error=str(exc))
+                continue
+            yield scorer.score_rgb(rgb, path=str(path))

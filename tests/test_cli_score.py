@@ -32,6 +32,28 @@ def test_score_json_lines_in_input_order(image_dir, student_checkpoint, capsys):
     assert lines[0]["quality"] == lines[2]["quality"]  # same image, same score
 
 
+def test_score_says_which_flags_fired_at_the_models_thresholds(image_dir, capsys):
+    """A caller must not need model.json to read a score: each line carries the flags decided at the shipped model's
+    thresholds."""
+    from stream_iqa.nn.registry import create_model
+    from stream_iqa.schema import ImageScore
+    from stream_iqa.settings import DEFAULT_CHECKPOINT
+
+    thresholds = create_model("dgiqa-lite", checkpoint=DEFAULT_CHECKPOINT).flag_thresholds
+    # darken one photo hard: low light must fire there and nowhere else it was not already firing
+    img = cv2.imread(str(image_dir / "coffee.png"))
+    cv2.imwrite(str(image_dir / "dark.png"), (img * 0.04).astype("uint8"))
+    assert main(["score", "--json", "--depth", "prior", str(image_dir)]) == 0
+    lines = _json_lines(capsys.readouterr().out)
+    assert len(lines) == 3
+    for r in lines:
+        score = ImageScore.model_validate(r)  # the contract parses its own output
+        assert r["schema"] == "stream-iqa/image-score/1"
+        assert score.flags == {k: p >= thresholds[k] for k, p in r["distortions"].items()}
+    dark = {Path(r["path"]).name: r["flags"]["low_light"] for r in lines}
+    assert dark == {"chelsea.png": False, "coffee.png": False, "dark.png": True}, lines
+
+
 def test_unreadable_image_gives_an_error_line_and_exit_3(image_dir, student_checkpoint, capsys, tmp_path):
     fake = tmp_path / "notes.png"
     fake.write_text("this is not an image")
@@ -39,7 +61,7 @@ def test_unreadable_image_gives_an_error_line_and_exit_3(image_dir, student_chec
                  str(fake), str(tmp_path / "absent.jpg"), str(image_dir / "coffee.png")])
     lines = _json_lines(capsys.readouterr().out)
     assert code == 3
-    assert "cannot decode" in lines[0]["error"] and "quality" not in lines[0]
+    assert "cannot decode" in lines[0]["error"] and "quality" not in lines[0] and "flags" not in lines[0]
     assert "no such file" in lines[1]["error"]
     assert "quality" in lines[2]
 

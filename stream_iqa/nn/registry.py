@@ -43,13 +43,29 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 
 def create_model(
-    name: str, checkpoint: str | Path | None = None, device: str | torch.device | None = "cpu", **kwargs: Any
+    name: str, checkpoint: str | Path | None = None, device: str | torch.device | None = "cpu",
+    pretrained: bool = False, **kwargs: Any
 ) -> nn.Module:
+    """The model ``name`` in eval mode on ``device``: trained weights from ``checkpoint``, or with ``pretrained`` the
+    weights that ship with stream-iqa (``dgiqa-lite`` only: the official DGIQA's cannot be redistributed, so it needs
+    ``checkpoint``); neither gives fresh weights to train."""
     _import_builtin()
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    if pretrained and checkpoint is None:
+        checkpoint = shipped_checkpoint(name)
     model = _REGISTRY[name](checkpoint=Path(checkpoint) if checkpoint is not None else None, **kwargs)
     return model.to(resolve_device(device)).eval()
+
+
+def shipped_checkpoint(name: str) -> Path:
+    """The checkpoint that ships with stream-iqa for ``name``; a clear error for a model whose weights do not."""
+    from stream_iqa.settings import DEFAULT_CHECKPOINT
+
+    if name != "dgiqa-lite":
+        raise ValueError(f"no weights ship for {name!r} (only for 'dgiqa-lite'); pass checkpoint=PATH to a local "
+                         "copy of the official DGIQA .pth")
+    return DEFAULT_CHECKPOINT
 
 
 def _import_builtin() -> None:
