@@ -22,11 +22,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stream-iqa demo
 
-# The commands that produced the shipped models/dgiqa-lite checkpoint (see models/README.md): the base model on every
+# The commands that produced the shipped stream_iqa/weights/dgiqa-lite checkpoint (see models/README.md): the base model on every
 # CLIVE photo, then the local flare branch grown onto it with everything else frozen, then its ONNX graph.
 train-default: $(STAMP)
 	$(VENV)/bin/stream-iqa train --recipe configs/train-default.yaml --final --out runs/dgiqa-lite-base/model.safetensors
-	$(VENV)/bin/stream-iqa train --recipe configs/train-flare-branch.yaml --out models/dgiqa-lite/model.safetensors
+	$(VENV)/bin/stream-iqa train --recipe configs/train-flare-branch.yaml --out stream_iqa/weights/dgiqa-lite/model.safetensors
 	$(MAKE) export-default
 
 # The model v2 candidate (not the default yet; models/README.md, "Model v2"): stage 1 tunes the trunk and the lean
@@ -40,7 +40,7 @@ train-v2: $(STAMP)
 # The shipped model's ONNX graph, which `model.backend: auto` runs on CPU; re-run after every retrain (a stale graph is
 # refused by its weights hash).
 export-default: $(STAMP)
-	$(VENV)/bin/stream-iqa export --onnx models/dgiqa-lite/model.onnx
+	$(VENV)/bin/stream-iqa export --onnx stream_iqa/weights/dgiqa-lite/model.onnx
 
 clean:
 	rm -rf $(VENV) .pytest_cache

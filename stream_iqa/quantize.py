@@ -4,7 +4,7 @@
 same inputs (``rgb``, ``depth``), outputs (``quality``, ``distortions``) and metadata (plus ``quantization`` and
 ``calibration``), so it is selected by config exactly like the fp32 file::
 
-    model: {backend: onnxruntime, onnx: models/dgiqa-lite-int8.onnx}
+    model: {backend: onnxruntime, onnx: runs/dgiqa-lite-int8.onnx}
 
 Calibration frames are the *train* split of the natural photos (never val), resized to the model's input size with
 the model's own antialiased bilinear filter, with the prior depth map computed on the full-size photo as the pipeline

@@ -11,6 +11,7 @@ about ``STREAM_IQA_…`` variables that name no setting (a typo would otherwise 
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import ipaddress
 import json
 import os
@@ -29,8 +30,10 @@ from stream_iqa.errors import ConfigError
 from stream_iqa.logging import get_logger
 from stream_iqa.temporal import TemporalSettings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "dgiqa-lite" / "model.safetensors"
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the source checkout: training data and caches only
+#: the default model ships inside the package (wheel and checkout alike): weights, model.json and the ONNX export
+SHIPPED_MODEL_DIR = Path(str(importlib.resources.files("stream_iqa") / "weights" / "dgiqa-lite"))
+DEFAULT_CHECKPOINT = SHIPPED_MODEL_DIR / "model.safetensors"
 ENV_PREFIX = "STREAM_IQA_"
 
 T = TypeVar("T")

@@ -28,7 +28,7 @@ from pydantic import BaseModel, SecretStr
 
 from stream_iqa.cli import build_parser
 from stream_iqa.service.metrics import HealthServer, ServiceMetrics
-from stream_iqa.settings import REPO_ROOT, Settings
+from stream_iqa.settings import DEFAULT_CHECKPOINT, REPO_ROOT, Settings
 
 DEPLOY = REPO_ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -229,15 +229,15 @@ def test_secrets_only_from_secret_refs() -> None:
 
 def test_image_env_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     env = runtime_env()
-    assert {"STREAM_IQA_MODEL__CHECKPOINT", "STREAM_IQA_CONFIG"} <= set(env)
-    # the checkpoint is where the model is copied, with its metadata and its ONNX export (backend auto) beside it
-    copies = [shlex.split(a) for a in dockerfile_args("COPY") if "model.safetensors" in a]
-    assert len(copies) == 1
-    *srcs, dest = copies[0]
-    assert dest.endswith("/") and {Path(s).name for s in srcs} == {"model.safetensors", "model.json", "model.onnx"}
-    for src in srcs:
-        assert (REPO_ROOT / src).is_file(), src
-    assert env["STREAM_IQA_MODEL__CHECKPOINT"] == dest + "model.safetensors"
+    assert "STREAM_IQA_CONFIG" in set(env)
+    # the model is not copied beside the package: it is package data of the wheel the image installs, so the image
+    # names no checkpoint and the default (inside the installed package) serves
+    assert "STREAM_IQA_MODEL__CHECKPOINT" not in env
+    assert not [a for a in dockerfile_args("COPY") if "model.safetensors" in a]
+    assert any(shlex.split(a)[0] == "stream_iqa" for a in dockerfile_args("COPY")), "the wheel stage copies the package"
+    data = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["stream_iqa"]
+    for name in ("model.safetensors", "model.json", "model.onnx"):
+        assert f"weights/*/{name}" in data and (DEFAULT_CHECKPOINT.parent / name).is_file(), name
     # every variant's config is copied to where STREAM_IQA_CONFIG points
     for variant in ("cpu", "gpu"):
         path = env["STREAM_IQA_CONFIG"].replace("${VARIANT}", variant)
@@ -249,7 +249,7 @@ def test_image_env_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
             if key.startswith("STREAM_IQA_") and key != "STREAM_IQA_CONFIG":
                 monkeypatch.setenv(key, value)
         s = Settings()
-        assert str(s.model.checkpoint) == env["STREAM_IQA_MODEL__CHECKPOINT"]
+        assert s.model.checkpoint is None or s.model.checkpoint == DEFAULT_CHECKPOINT
 
 
 # ------------------------------------------------------------------------------------- image: CLI, probes, pins

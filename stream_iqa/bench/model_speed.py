@@ -1,6 +1,6 @@
 """Teacher vs student per frame, measured side by side in one run (this machine is shared and noisy).
 
-    python -m stream_iqa.bench.model_speed [--checkpoint models/dgiqa-lite/model.safetensors] [--teacher-crops 10]
+    python -m stream_iqa.bench.model_speed [--checkpoint stream_iqa/weights/dgiqa-lite/model.safetensors] [--teacher-crops 10]
         [--onnx] [--depth-anything] [--baseline OTHER.safetensors]
 
 Every configuration is timed in interleaved rounds and reported by its best round, so a burst of load from other
