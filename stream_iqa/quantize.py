@@ -231,7 +231,7 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     from stream_iqa.nn.api import DISTORTIONS
     from stream_iqa.settings import DEFAULT_CHECKPOINT
     from stream_iqa.train.dataset import build_synthetic, cache_key, cached
-    from stream_iqa.train.synthesis import SYNTHESIS_VERSION
+    from stream_iqa.synthesis.degradations import SYNTHESIS_VERSION
 
     torch.set_num_threads(threads)
     data_root = Path(data_root)

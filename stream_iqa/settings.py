@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from stream_iqa.errors import ConfigError
 from stream_iqa.logging import get_logger
-from stream_iqa.temporal import TemporalSettings
+from stream_iqa.schema import DISTORTION_TYPES, DistortionType
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the source checkout: training data and caches only
 #: the default model ships inside the package (wheel and checkout alike): weights, model.json and the ONNX export
@@ -384,6 +384,53 @@ class ServiceSettings(BaseModel):
         "A clip past it ends as a 'timeout' error record (committed); a clip thread that ignores it (stuck in native "
         "code) is left behind after clip_timeout_s + 10 s and counted in stream_iqa_stuck_clip_threads."
     )
+
+
+class TemporalSettings(BaseModel):
+    """How per-frame probabilities become segments. Thresholds default to the model's own flag thresholds (fixed at
+    training time), so a segment means "flagged, persistently"; ``enter``/``exit`` override them per type."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    half_life_s: float = Field(0.5, ge=0.0, description="Smoothing half-life in seconds; 0 disables smoothing.")
+    enter: dict[DistortionType, float] = Field(
+        default_factory=dict, description="Per-type enter thresholds; missing types use the model's flag threshold."
+    )
+    exit: dict[DistortionType, float] = Field(
+        default_factory=dict, description="Per-type exit thresholds; missing types use enter - exit_margin."
+    )
+    exit_margin: float = Field(0.15, ge=0.0, le=1.0, description="Default hysteresis width below enter.")
+    min_exit: float = Field(0.05, ge=0.0, le=1.0, description="Floor of the default exit threshold.")
+    min_duration_s: float = Field(1.0, ge=0.0, description="Segments shorter than this (after merging) are dropped.")
+    merge_gap_s: float = Field(1.0, ge=0.0, description="Segments of one type at most this far apart are joined.")
+
+    @model_validator(mode="after")
+    def _probabilities(self) -> TemporalSettings:
+        for name, table in (("enter", self.enter), ("exit", self.exit)):
+            for kind, value in table.items():
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{name}[{kind}] = {value} is not a probability in [0, 1]")
+        return self
+
+    def thresholds(self, model_thresholds: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+        """(enter, exit) per type. Raises ``ValueError`` when a type has no threshold or exit > enter (hysteresis
+        would be inverted and a segment could close while still above its opening level)."""
+        out: dict[str, tuple[float, float]] = {}
+        for kind in DISTORTION_TYPES:
+            if kind in self.enter:
+                enter = self.enter[kind]
+            elif kind in model_thresholds:
+                enter = float(model_thresholds[kind])
+            else:
+                raise ValueError(f"no enter threshold for {kind!r}: pass the model's flag thresholds")
+            if kind in self.exit:
+                exit_ = self.exit[kind]
+            else:  # the floor keeps a segment from lingering on noise; never above enter for very low enters
+                exit_ = min(enter, max(self.min_exit, enter - self.exit_margin))
+            if exit_ > enter:
+                raise ValueError(f"exit threshold {exit_} for {kind!r} is above its enter threshold {enter}")
+            out[kind] = (enter, exit_)
+        return out
 
 
 class LogSettings(BaseModel):

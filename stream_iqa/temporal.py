@@ -27,12 +27,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from stream_iqa.schema import (
     DISTORTION_TYPES,
     ClipReport,
-    DistortionType,
     Distortions,
     FrameRecord,
     ModelInfo,
@@ -40,56 +38,13 @@ from stream_iqa.schema import (
     Segment,
     Source,
 )
+from stream_iqa.settings import TemporalSettings
+
+__all__ = ["TemporalSettings", "aggregate_quality", "build_report", "distortion_share", "find_segments", "frame_cells",
+           "smooth"]
 
 # Report precision: milliseconds for times, 0.01 for quality, 1e-4 for probabilities and shares.
 _TIME_DP, _QUALITY_DP, _PROB_DP = 3, 2, 4
-
-
-class TemporalSettings(BaseModel):
-    """How per-frame probabilities become segments. Thresholds default to the model's own flag thresholds (fixed at
-    training time), so a segment means "flagged, persistently"; ``enter``/``exit`` override them per type."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    half_life_s: float = Field(0.5, ge=0.0, description="Smoothing half-life in seconds; 0 disables smoothing.")
-    enter: dict[DistortionType, float] = Field(
-        default_factory=dict, description="Per-type enter thresholds; missing types use the model's flag threshold."
-    )
-    exit: dict[DistortionType, float] = Field(
-        default_factory=dict, description="Per-type exit thresholds; missing types use enter - exit_margin."
-    )
-    exit_margin: float = Field(0.15, ge=0.0, le=1.0, description="Default hysteresis width below enter.")
-    min_exit: float = Field(0.05, ge=0.0, le=1.0, description="Floor of the default exit threshold.")
-    min_duration_s: float = Field(1.0, ge=0.0, description="Segments shorter than this (after merging) are dropped.")
-    merge_gap_s: float = Field(1.0, ge=0.0, description="Segments of one type at most this far apart are joined.")
-
-    @model_validator(mode="after")
-    def _probabilities(self) -> TemporalSettings:
-        for name, table in (("enter", self.enter), ("exit", self.exit)):
-            for kind, value in table.items():
-                if not 0.0 <= value <= 1.0:
-                    raise ValueError(f"{name}[{kind}] = {value} is not a probability in [0, 1]")
-        return self
-
-    def thresholds(self, model_thresholds: Mapping[str, float]) -> dict[str, tuple[float, float]]:
-        """(enter, exit) per type. Raises ``ValueError`` when a type has no threshold or exit > enter (hysteresis
-        would be inverted and a segment could close while still above its opening level)."""
-        out: dict[str, tuple[float, float]] = {}
-        for kind in DISTORTION_TYPES:
-            if kind in self.enter:
-                enter = self.enter[kind]
-            elif kind in model_thresholds:
-                enter = float(model_thresholds[kind])
-            else:
-                raise ValueError(f"no enter threshold for {kind!r}: pass the model's flag thresholds")
-            if kind in self.exit:
-                exit_ = self.exit[kind]
-            else:  # the floor keeps a segment from lingering on noise; never above enter for very low enters
-                exit_ = min(enter, max(self.min_exit, enter - self.exit_margin))
-            if exit_ > enter:
-                raise ValueError(f"exit threshold {exit_} for {kind!r} is above its enter threshold {enter}")
-            out[kind] = (enter, exit_)
-        return out
 
 
 def _check_times(t: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import stream_iqa
-from stream_iqa.bench.clips import ClipSpec, Span, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.cli import main
 
 CPU = {"model": {"device": "cpu"}, "depth": {"source": "prior"}}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stream_iqa.bench.clips import ClipSpec, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, build_clip
 from stream_iqa.cli import main
 
 

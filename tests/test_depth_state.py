@@ -8,11 +8,11 @@ import torch
 
 from stream_iqa.depth import PriorDepth
 from stream_iqa.depth.base import DepthSource
+from stream_iqa.bench.depth_reuse import measure_reuse
 from stream_iqa.depth.state import (
     DepthReuseSettings,
     DepthState,
     estimate_shift,
-    measure_reuse,
     signatures,
     warp_depth,
     thumbnail_size,

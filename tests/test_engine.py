@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stream_iqa.bench.clips import ClipSpec, Span, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.engine import SharedBatcher
 from stream_iqa.images import to_tensor
 from stream_iqa.pipeline import Pipeline

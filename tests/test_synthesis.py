@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from stream_iqa.train import synthesis as S
-from stream_iqa.train.synthesis import (
+from stream_iqa.synthesis import degradations as S
+from stream_iqa.synthesis.degradations import (
     FLAG_KINDS,
     ORDER,
     QUALITY_KINDS,

@@ -210,7 +210,7 @@ def test_the_local_flag_branch_gets_its_own_loss(tiny_set):
 
 
 def test_focus_pairs_differ_only_by_their_flag():
-    from stream_iqa.train.synthesis import sample_focus_pair
+    from stream_iqa.synthesis.degradations import sample_focus_pair
 
     rng = np.random.default_rng(0)
     pairs = [sample_focus_pair(rng, "flare") for _ in range(300)]
@@ -229,7 +229,7 @@ def test_focus_pairs_differ_only_by_their_flag():
 def test_optical_focus_pairs_share_their_night_scene():
     """``sample_focus_pair(…, "flare_optics", night)``: a share of the pairs set at night, in both twins, where the
     night replaces a drawn low light; night=0 draws exactly what it always drew."""
-    from stream_iqa.train.synthesis import sample_focus_pair
+    from stream_iqa.synthesis.degradations import sample_focus_pair
 
     rng = np.random.default_rng(4)
     pairs = [sample_focus_pair(rng, "flare_optics", night=0.5) for _ in range(400)]
@@ -264,7 +264,7 @@ def test_shared_draws_give_twins_one_scene_and_max_side_downscales(tmp_path, mon
     from skimage import data
 
     from stream_iqa.train import dataset as D
-    from stream_iqa.train.synthesis import Recipe
+    from stream_iqa.synthesis.degradations import Recipe
 
     photo = tmp_path / "p.png"
     cv2.imwrite(str(photo), cv2.resize(data.coffee(), (300, 200), interpolation=cv2.INTER_AREA)[..., ::-1])

@@ -364,7 +364,7 @@ def test_containers_closed_no_growth(tmp_path: Path, pan_frames: list[np.ndarray
 
 
 def test_short_side_downscales_in_the_decoder_and_never_upscales(tmp_path):
-    from stream_iqa.bench.clips import pan_frame, photo, write_clip
+    from stream_iqa.synthesis.clips import pan_frame, photo, write_clip
     from stream_iqa.video.frame import fit_short_side
 
     assert fit_short_side(1280, 720, 360) == (640, 360)

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from stream_iqa.bench.clips import ClipSpec, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, build_clip
 from stream_iqa.schema import ERROR_CODES
 from stream_iqa.settings import VideoSettings
 from stream_iqa.video import VideoError, sample_frames

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_iqa.bench.clips import ClipSpec, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, build_clip
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from stream_iqa.bench.clips import ClipSpec, Span, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.bench.model_speed import best_rate
 from stream_iqa.nn import create_model
 from stream_iqa.nn.compiled import compile_network

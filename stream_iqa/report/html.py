@@ -16,7 +16,6 @@ import base64
 import html
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
@@ -24,12 +23,11 @@ from stream_iqa import __version__
 from stream_iqa.pipeline import ClipAnalysis
 from stream_iqa.report.plot import TYPE_COLOURS, render_quality_png
 from stream_iqa.schema import DISTORTION_TYPES, Segment
-from stream_iqa.video.decode import frame_to_rgb
+from stream_iqa.video.thumbnail import frame_at
 
 #: thumbnail width in px: enough to recognise the scene and the distortion, small enough for a page of many segments
 THUMB_WIDTH = 240
 #: stop decoding after this many frames past the seek point: bounds the cost when a stream has no usable pts
-_MAX_DECODE_FRAMES = 3000
 
 
 def _esc(text: object) -> str:
@@ -42,45 +40,11 @@ def _label(kind: str) -> str:
 
 
 def decode_thumbnail(video_path: Path, t: float, width: int = THUMB_WIDTH) -> bytes | None:
-    """JPEG bytes of the frame shown at ``t`` seconds (from the clip start), about ``width`` px wide; ``None`` if the
-    video cannot be opened or decoded there.
-
-    Seeks to the nearest key frame at or before ``t`` and decodes forward, so the cost is one GOP rather than the clip
-    prefix. ``t`` is measured like the pipeline measures it: from the first frame's pts, which is the stream's
-    ``start_time`` in ordinary files. Rotation metadata is applied with the pipeline's own conversion, so the
-    thumbnail looks like the frame the model scored.
-    """
-    try:
-        with av.open(str(video_path)) as container:
-            if not container.streams.video:
-                return None
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            time_base = stream.time_base
-            if time_base is None:
-                return None
-            first_pts = stream.start_time or 0
-            target = first_pts + int(round(t / float(time_base)))
-            container.seek(target, stream=stream, backward=True, any_frame=False)
-            chosen: av.VideoFrame | None = None
-            for i, frame in enumerate(container.decode(stream)):
-                if frame.pts is None:  # no timing to steer by: take the first decodable frame after the seek
-                    chosen = chosen or frame
-                    break
-                if frame.pts <= target or chosen is None:
-                    chosen = frame
-                if frame.pts >= target:
-                    if abs(frame.pts - target) < abs((chosen.pts or 0) - target):
-                        chosen = frame
-                    break
-                if i >= _MAX_DECODE_FRAMES:
-                    break
-            if chosen is None:
-                return None
-            rgb = frame_to_rgb(chosen, None)
-    except (av.FFmpegError, OSError, ValueError, RuntimeError):
-        return None
-    return _jpeg(rgb, width)
+    """JPEG bytes of the frame shown at ``t`` seconds, about ``width`` px wide; ``None`` if the video cannot be opened
+    or decoded there. The frame comes through ``stream_iqa.video`` (``frame_at``): the same vetting of the input and
+    the same colour conversion as the frames the model scored."""
+    rgb = frame_at(video_path, t)
+    return _jpeg(rgb, width) if rgb is not None else None
 
 
 def _jpeg(rgb: np.ndarray, width: int) -> bytes | None:

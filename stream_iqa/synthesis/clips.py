@@ -17,7 +17,7 @@ import numpy as np
 
 from stream_iqa.depth.prior import PriorDepth
 from stream_iqa.images import to_tensor
-from stream_iqa.train.synthesis import Recipe, apply_recipe
+from stream_iqa.synthesis.degradations import Recipe, apply_recipe
 
 
 @dataclass(frozen=True)

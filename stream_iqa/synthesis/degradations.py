@@ -52,6 +52,11 @@ import av
 import cv2
 import numpy as np
 
+from stream_iqa.synthesis.color import (
+    _LINEAR_TO_SRGB, _REC709, _lut_index, _srgb_decode, luminance, quantize, to_linear, to_srgb,
+)
+from stream_iqa.synthesis import flare_optics
+
 FLAG_KINDS: tuple[str, ...] = ("low_light", "haze", "flare")
 QUALITY_KINDS: tuple[str, ...] = (
     "gaussian_blur",
@@ -99,52 +104,6 @@ SYNTHESIS_VERSION = 2
 
 #: Per-step impairment of a just-noticeable (severity 0) distortion, so a mild distortion never scores like clean.
 JUST_NOTICEABLE = 0.1
-
-_REC709 = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-
-
-# ---------------------------------------------------------------------------------------------------- colour helpers
-def _srgb_decode(v: np.ndarray) -> np.ndarray:
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-_SRGB_TO_LINEAR = _srgb_decode(np.arange(256, dtype=np.float64) / 255.0).astype(np.float32)
-
-
-def to_linear(img: np.ndarray) -> np.ndarray:
-    """uint8 sRGB → float32 linear RGB in [0, 1] (exact transfer curve, via a 256-entry table)."""
-    return _SRGB_TO_LINEAR[img]
-
-
-def _srgb_encode_exact(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
-
-
-# Linear → sRGB through a 65,536-step table: 3–5× faster than evaluating the power law per pixel, and its worst error
-# (next to black, where the curve is steepest) is 0.05 of an 8-bit code.
-_LUT_STEPS = 65535
-_LINEAR_TO_SRGB = _srgb_encode_exact(np.linspace(0.0, 1.0, _LUT_STEPS + 1)).astype(np.float32)
-_LINEAR_TO_U8 = (_LINEAR_TO_SRGB * 255.0 + 0.5).astype(np.uint8)
-
-
-def _lut_index(lin: np.ndarray) -> np.ndarray:
-    return (np.clip(lin, 0.0, 1.0, dtype=np.float32) * np.float32(_LUT_STEPS) + np.float32(0.5)).astype(np.int32)
-
-
-def quantize(srgb: np.ndarray) -> np.ndarray:
-    """float sRGB in [0, 1] → uint8 with rounding."""
-    return (np.clip(srgb, 0.0, 1.0, dtype=np.float32) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
-
-
-def to_srgb(lin: np.ndarray) -> np.ndarray:
-    """float linear RGB → uint8 sRGB, clipped to [0, 1] first: the sensor and the display saturate."""
-    return _LINEAR_TO_U8[_lut_index(lin)]
-
-
-def luminance(lin: np.ndarray) -> np.ndarray:
-    """Rec. 709 relative luminance of linear RGB (…×3 → …)."""
-    return lin @ _REC709
-
 
 def _check_image(img: np.ndarray) -> None:
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
@@ -544,15 +503,11 @@ def overexposure(img: np.ndarray, severity: float, rng: np.random.Generator) -> 
 
 
 def _night(img: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    from stream_iqa.train.flare_optics import night_background  # flare_optics builds on this module
-
-    return night_background(img, rng, severity=severity)
+    return flare_optics.night_background(img, rng, severity=severity)
 
 
 def _flare_optics(img: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
-    from stream_iqa.train.flare_optics import render_flare
-
-    return render_flare(img, rng, severity)
+    return flare_optics.render_flare(img, rng, severity)
 
 
 # ----------------------------------------------------------------------------------------------------------- recipes
