@@ -267,12 +267,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         run_demo(load_scorer(settings), severity=args.severity)
         return EXIT_OK
+    from stream_iqa.logging import configure_logging
     from stream_iqa.scoring import load_scorer
     from stream_iqa.service.demo import run_kafka_demo
 
+    on_terminal = _terminal() and not args.verbose
+    if on_terminal:  # a person watching: progress and the result, not the broker's and the service's internals
+        configure_logging("WARNING", settings.log.format)
     scorer = load_scorer(settings)  # load the model first: a missing checkpoint fails before a broker starts
-    result = run_kafka_demo(settings, scorer=scorer, timeout_s=args.timeout)
+    result = run_kafka_demo(settings, scorer=scorer, timeout_s=args.timeout, progress=on_terminal)
     return EXIT_OK if result.complete else 1
+
+
+def _terminal() -> bool:
+    """Whether a person reads stderr (the demo then shows progress instead of log lines)."""
+    return sys.stderr.isatty()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -425,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--photos", action="store_true", help="instead: the model on sample photos and degraded versions")
     sp.add_argument("--severity", type=float, default=0.6, help="--photos: severity of the distortions (0-1)")
     sp.add_argument("--timeout", type=float, default=600.0, help="give up waiting for outputs after this many seconds")
+    sp.add_argument("--verbose", action="store_true",
+                    help="on a terminal, show the service's log lines too (off a terminal they always show)")
     common(sp, model=True)
     sp.set_defaults(func=cmd_demo)
 

@@ -41,3 +41,24 @@ def test_kafka_demo_answers_every_input_through_a_real_broker():
     assert found == {"cam1-000": set(), "cam1-001": {"low_light"}, "cam2-000": {"haze"}, "cam2-001": {"low_light"}}
     assert all(r["source"]["topic"] == settings.kafka.input_topic for r in result.reports)
     assert "4 reports and 1 error record for 5 inputs" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_the_demo_on_a_terminal_shows_its_result_not_the_services_log(monkeypatch, capsys):
+    """On a terminal the service's internals (broker, group, every clip) are turned down to warnings and a progress
+    line stands in for them; off a terminal (CI, pipes) every log line still shows."""
+    import stream_iqa.cli as cli
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(cli, "_terminal", lambda: True)
+    try:
+        assert main(["demo", "--device", "cpu", "--depth", "prior"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+        from stream_iqa.logging import configure_logging
+
+        configure_logging()
+    out, err = capsys.readouterr()
+    assert "4 reports and 1 error record for 5 inputs" in out and "one report or error record per input" in out
+    for internal in ("broker started", "partitions assigned", "clip started", "clip reported"):
+        assert internal not in err, internal

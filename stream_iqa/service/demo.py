@@ -67,8 +67,11 @@ def demo_inputs() -> list[DemoInput]:
 
 
 def run_kafka_demo(settings: Settings, console: Console | None = None, timeout_s: float = 300.0,
-                   scorer: Scorer | None = None) -> DemoResult:
+                   scorer: Scorer | None = None, progress: bool = False) -> DemoResult:
+    """Publish the sample inputs to an embedded broker, run the service until each is answered, print the table.
+    ``progress``: a live line per answered input (for a terminal, where the log lines are turned down)."""
     from kafka import KafkaProducer
+    from rich.progress import Progress
 
     console = console or Console(width=None if sys.stdout.isatty() else 120)  # pipes and CI logs: no wrapped table
     inputs = demo_inputs()
@@ -102,19 +105,26 @@ def run_kafka_demo(settings: Settings, console: Console | None = None, timeout_s
         console.print(f"published {len(inputs)} messages to '{k.input_topic}' (4 partitions); starting the service")
 
         done = threading.Semaphore(0)
+        bar = Progress(console=console, transient=True, disable=not progress)
+        task = bar.add_task("waiting for the consumer group to form…", total=len(inputs))
 
-        def count(_: Outcome) -> None:
+        def count(outcome: Outcome) -> None:
+            what = (f"{outcome.report.clip_id}: {', '.join(s.type for s in outcome.report.segments) or 'clean'}"
+                    if outcome.report is not None else f"{outcome.error.clip_id}: error {outcome.error.code}"
+                    if outcome.error is not None else "?")
+            bar.update(task, advance=1, description=f"answered {what}")
             done.release()
 
         service = Service(settings, scorer=scorer, on_report=count, on_error=count)
         thread = threading.Thread(target=service.run, kwargs={"install_signals": False}, name="service", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + timeout_s
-        for _ in inputs:
-            if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                break
-        service.stop()
-        thread.join(timeout=60)
+        with bar:
+            thread.start()
+            deadline = time.monotonic() + timeout_s
+            for _ in inputs:
+                if not done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    break
+            service.stop()
+            thread.join(timeout=60)
         result = DemoResult(inputs=inputs, seconds=time.monotonic() - started)
         result.reports = read_topic(broker.bootstrap, k.output_topic)
         result.errors = read_topic(broker.bootstrap, k.errors_topic)
