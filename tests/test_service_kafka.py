@@ -210,6 +210,32 @@ def test_clips_in_reports_out_with_the_right_segments_frames_and_metrics(broker,
     assert "stream_iqa_consumer_lag{" in metrics and 'stream_iqa_stage_seconds_count{stage="decode"} 3.0' in metrics
 
 
+def test_replay_and_the_service_give_the_same_report_for_one_clip(broker, clip_dir, scorer, capsys):
+    """The architecture's promise (one Pipeline for both): the report the service publishes for a file job and for
+    the same clip's raw bytes is the report ``stream-iqa replay --json`` prints, apart from the Kafka-only fields."""
+    from stream_iqa.cli import main
+
+    s = settings_for(broker, clip_dir)
+    broker.create_topics(topics(s))
+    produce(s, [("dark", *file_job(clip_dir / "dark.mp4", "dark", "dark")),
+                ("dark2", (clip_dir / "dark.mp4").read_bytes(),  # another stream: no depth carried over
+                 [("content-type", b"video/mp4"), ("clip_id", b"dark"), ("stream_id", b"dark2")])])
+    run = Running(s, scorer)
+    try:
+        run.wait(2)
+    finally:
+        run.stop()
+    published = read_topic(s.kafka.bootstrap_servers, s.kafka.output_topic)
+    assert main(["replay", "--json", "--clip-id", "dark", "--device", "cpu", "--depth", "prior",
+                 str(clip_dir / "dark.mp4")]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["source"] is None and replayed["idempotency_key"] is None
+    assert len(published) == 2
+    for report in published:
+        assert report["source"]["topic"] == s.kafka.input_topic and report["idempotency_key"]
+        assert {**report, "source": None, "idempotency_key": None, "stream_id": "dark"} == replayed
+
+
 def test_poison_messages_become_error_records_and_the_service_goes_on(broker, clip_dir, scorer, tmp_path):
     s = settings_for(broker, clip_dir)
     broker.create_topics(topics(s), partitions=1)  # one partition: every poison message sits in front of the good clip
