@@ -6,8 +6,8 @@ renamed or repurposed. Serialise with ``.model_dump_json()``; it writes the vers
 absent ``source``.
 
 This module deliberately imports neither torch nor the model code: the Kafka service and consumers validate reports
-without loading a network. ``DISTORTION_TYPES`` therefore repeats ``stream_iqa.nn.api.DISTORTIONS`` (a test keeps
-the two equal).
+without loading a network. ``DISTORTION_TYPES`` is defined here, once: the model code (``nn.api.DISTORTIONS``) and the
+synthesis (``FLAG_KINDS``) take it from the contract.
 
 Models ignore unknown keys on input (a tolerant reader), so a v1 consumer keeps parsing reports that gained fields.
 """

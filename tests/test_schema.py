@@ -98,8 +98,10 @@ def test_frame_and_error_records_round_trip():
 
 def test_closed_sets_match_the_contract_and_the_model():
     from stream_iqa.nn.api import DISTORTIONS
+    from stream_iqa.synthesis.degradations import FLAG_KINDS
 
-    assert DISTORTION_TYPES == DISTORTIONS
+    # one list, the contract's, in the heads' order (checkpoints store their flag thresholds by these names)
+    assert DISTORTION_TYPES == ("low_light", "haze", "flare") and DISTORTIONS is FLAG_KINDS is DISTORTION_TYPES
     assert set(ERROR_CODES) == {"invalid_message", "uri_not_allowed", "not_found", "undecodable_video",
                                 "no_video_stream", "too_large", "too_long", "timeout", "internal"}
     with pytest.raises(ValidationError):

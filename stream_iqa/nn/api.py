@@ -11,9 +11,10 @@ from typing import NamedTuple
 import torch
 
 from stream_iqa.fragments import FragmentSpec
+from stream_iqa.schema import DISTORTION_TYPES
 
-#: the distortion types the flags cover, in head order; names are part of the output contract
-DISTORTIONS: tuple[str, ...] = ("low_light", "haze", "flare")
+#: the distortion types the flags cover, in head order: the output contract's list, defined there once
+DISTORTIONS: tuple[str, ...] = DISTORTION_TYPES
 
 
 class IQAOutput(NamedTuple):

@@ -55,9 +55,10 @@ import numpy as np
 from stream_iqa.synthesis.color import (
     _LINEAR_TO_SRGB, _REC709, _lut_index, _srgb_decode, luminance, quantize, to_linear, to_srgb,
 )
+from stream_iqa.schema import DISTORTION_TYPES
 from stream_iqa.synthesis import flare_optics
 
-FLAG_KINDS: tuple[str, ...] = ("low_light", "haze", "flare")
+FLAG_KINDS: tuple[str, ...] = DISTORTION_TYPES  # the contract's flags, in its order
 QUALITY_KINDS: tuple[str, ...] = (
     "gaussian_blur",
     "motion_blur",
