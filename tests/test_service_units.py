@@ -14,7 +14,7 @@ from stream_iqa.service.jobs import clip_id_hint, headers_of, parse_job
 from stream_iqa.service.metrics import HealthServer, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker
 from stream_iqa.settings import Settings
-from stream_iqa.video import VideoError
+from stream_iqa.video.errors import InputError
 
 JSON = {"content-type": "application/json"}
 
@@ -38,7 +38,7 @@ def _job(settings, uri=None, doc=None, headers=JSON, value=None, key=b"s1"):
 
 
 def _code(fn, *args, **kw) -> str:
-    with pytest.raises(VideoError) as err:
+    with pytest.raises(InputError) as err:  # a refused job: a bad message (InvalidMessageError) or video
         fn(*args, **kw)
     assert "\n" not in err.value.message
     return err.value.code

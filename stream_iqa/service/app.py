@@ -44,8 +44,7 @@ from stream_iqa.service.jobs import clip_id_hint, headers_of, input_policy, pars
 from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker
 from stream_iqa.settings import Settings
-from stream_iqa.video import VideoError
-from stream_iqa.video.errors import ClipTimeoutError, InvalidMessageError
+from stream_iqa.video.errors import ClipTimeoutError, InputError, InvalidMessageError
 
 log = get_logger(__name__)
 
@@ -480,7 +479,7 @@ class Service:
                 self.metrics.truncated.inc()
         except Cancelled:
             raise
-        except VideoError as exc:
+        except InputError as exc:
             outcome.report = None
             outcome.error = ErrorRecord(clip_id=clip_id, code=exc.code, message=exc.message, source=source,
                                         idempotency_key=key)

@@ -1,4 +1,4 @@
-"""Typed errors for decode and sample, one per code of the output contract's closed set.
+"""Typed errors for the inputs (videos and Kafka messages), one per code of the output contract's closed set.
 
 Callers (replay's exit 3, the service's errors topic) map ``VideoError.code`` straight into the error record, so the
 codes here must stay within ``../shared/docs/output-contract.md``. An empty file is reported as
@@ -13,8 +13,10 @@ from typing import ClassVar
 from stream_iqa.schema import ErrorCode
 
 
-class VideoError(Exception):
-    """An input that cannot be analysed, with a contract code and a one-line message naming the input.
+class InputError(Exception):
+    """An input that cannot be answered with a report, with a contract code and a one-line message naming it: the
+    base of the error records. A Kafka message that is no job (``InvalidMessageError``) is one; a video that cannot
+    be analysed (``VideoError``) is the other kind.
 
     The message is forced onto one line because replay prints it as the single stderr line of exit 3 and the
     service puts it in a JSON record; a multi-line FFmpeg message would break both.
@@ -30,6 +32,10 @@ class VideoError(Exception):
     @property
     def message(self) -> str:
         return str(self)
+
+
+class VideoError(InputError):
+    """A video that cannot be analysed: missing, refused, undecodable, over a limit, or not finished in time."""
 
 
 class NotFoundError(VideoError):
@@ -56,7 +62,9 @@ class UriNotAllowedError(VideoError):
     code = "uri_not_allowed"
 
 
-class InvalidMessageError(VideoError):
+class InvalidMessageError(InputError):
+    """A Kafka message that is not a job: bad JSON, missing fields or headers, an unknown content type."""
+
     code = "invalid_message"
 
 
@@ -79,7 +87,6 @@ _BY_CODE: dict[str, type[VideoError]] = {
         TooLargeError,
         TooLongError,
         UriNotAllowedError,
-        InvalidMessageError,
         InternalVideoError,
         ClipTimeoutError,
     )
