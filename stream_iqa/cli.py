@@ -39,7 +39,7 @@ def _settings(args: argparse.Namespace, **sections: dict[str, Any]) -> Settings:
     They go through ``Settings.load`` like every other value, so ``--fps 0`` is refused exactly as
     ``STREAM_IQA_VIDEO__FPS=0`` is, and the rest of each section still comes from the environment and the YAML file.
     """
-    from stream_iqa.logging import configure_logging
+    from stream_iqa.log import configure_logging
     from stream_iqa.settings import Settings
 
     settings = Settings.load(config=getattr(args, "config", None), **{k: v for k, v in sections.items() if v})
@@ -262,14 +262,14 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _model_settings(args)
     if args.photos:
-        from stream_iqa.demo import run_demo
+        from stream_iqa.photo_demo import run_demo
         from stream_iqa.scoring import load_scorer
 
         run_demo(load_scorer(settings), severity=args.severity)
         return EXIT_OK
-    from stream_iqa.logging import configure_logging
+    from stream_iqa.log import configure_logging
     from stream_iqa.scoring import load_scorer
-    from stream_iqa.service.demo import run_kafka_demo
+    from stream_iqa.service.kafka_demo import run_kafka_demo
 
     on_terminal = _terminal() and not args.verbose
     if on_terminal:  # a person watching: progress and the result, not the broker's and the service's internals

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from stream_iqa.images import resize_tensor
-from stream_iqa.logging import get_logger
+from stream_iqa.log import get_logger
 from stream_iqa.nn.api import IQAOutput
 from stream_iqa.nn.fragments import gather_fragments
 from stream_iqa.scoring import Scorer, model_input_size

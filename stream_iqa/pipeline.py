@@ -22,7 +22,7 @@ from stream_iqa.deadline import Deadline
 from stream_iqa.depth.state import DepthState
 from stream_iqa.engine import SharedBatcher
 from stream_iqa.fragments import FragmentSpec
-from stream_iqa.logging import get_logger
+from stream_iqa.log import get_logger
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.schema import ClipReport, Distortions, FrameRecord, Integrity, ModelInfo, Source
 from stream_iqa.scoring import Scorer, load_scorer, model_threads, split_cpu_threads

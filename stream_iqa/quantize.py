@@ -226,7 +226,7 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     from stream_iqa.depth.prior import PriorDepth
     from stream_iqa.export import OnnxRuntimeScorer, OnnxScorer, export_onnx
     from stream_iqa.bench.model_speed import best_rate
-    from stream_iqa.metrics import auroc, correlation_report
+    from stream_iqa.iqa_metrics import auroc, correlation_report
     from stream_iqa.nn import create_model
     from stream_iqa.nn.api import DISTORTIONS
     from stream_iqa.settings import DEFAULT_CHECKPOINT

@@ -28,7 +28,7 @@ from stream_iqa.nn.registry import create_model, resolve_device
 from stream_iqa.schema import ImageScore
 from stream_iqa.settings import Settings
 from stream_iqa.images import read_rgb, to_tensor
-from stream_iqa.logging import get_logger
+from stream_iqa.log import get_logger
 
 log = get_logger(__name__)
 

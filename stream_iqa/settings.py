@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from stream_iqa.errors import ConfigError
-from stream_iqa.logging import get_logger
+from stream_iqa.log import get_logger
 from stream_iqa.schema import DISTORTION_TYPES, DistortionType
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the source checkout: training data and caches only

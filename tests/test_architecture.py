@@ -19,8 +19,8 @@ TOOLING = ("stream_iqa.train", "stream_iqa.bench", "stream_iqa.quantize")
 FOUNDATIONS = {
     "stream_iqa.schema": set(),
     "stream_iqa.errors": set(),
-    "stream_iqa.logging": {"stream_iqa.errors"},
-    "stream_iqa.settings": {"stream_iqa.errors", "stream_iqa.logging", "stream_iqa.schema"},
+    "stream_iqa.log": {"stream_iqa.errors"},
+    "stream_iqa.settings": {"stream_iqa.errors", "stream_iqa.log", "stream_iqa.schema"},
 }
 
 

@@ -9,7 +9,7 @@ import torch
 
 from stream_iqa.export import OnnxRuntimeModel
 from stream_iqa.images import to_tensor
-from stream_iqa.logging import configure_logging
+from stream_iqa.log import configure_logging
 from stream_iqa.nn.checkpoint import read_meta
 from stream_iqa.nn.lite import DGIQALite
 from stream_iqa.scoring import load_scorer, model_input_size

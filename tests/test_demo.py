@@ -5,7 +5,7 @@ import torch
 from rich.console import Console
 
 from stream_iqa.cli import main
-from stream_iqa.demo import run_demo
+from stream_iqa.photo_demo import run_demo
 from stream_iqa.scoring import load_scorer
 from stream_iqa.settings import Settings
 
@@ -26,7 +26,7 @@ def test_demo_command_with_a_missing_model_names_the_setting(tmp_path, capsys):
 @pytest.mark.slow
 def test_kafka_demo_answers_every_input_through_a_real_broker():
     """The README's main job, with the shipped model: every input gets its report or error record."""
-    from stream_iqa.service.demo import run_kafka_demo
+    from stream_iqa.service.kafka_demo import run_kafka_demo
 
     settings = Settings.load(model={"device": "cpu"}, depth={"source": "prior"})
     out = io.StringIO()
@@ -48,8 +48,8 @@ def test_the_demo_on_a_terminal_turns_the_services_log_down_to_warnings(monkeypa
     line stands in for them; off a terminal (CI, pipes) every log line still shows. The demo itself is stood in for
     by one that logs like the service (the real one runs in the test above)."""
     import stream_iqa.cli as cli
-    import stream_iqa.service.demo as demo
-    from stream_iqa.logging import configure_logging, get_logger
+    import stream_iqa.service.kafka_demo as demo
+    from stream_iqa.log import configure_logging, get_logger
 
     seen = {}
 

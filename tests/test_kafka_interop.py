@@ -32,7 +32,7 @@ from kafka.errors import CorruptRecordError
 from kafka_helpers import batch_codecs, produce_corrupt_batch
 from stream_iqa.synthesis.clips import ClipSpec, build_clip, render_frames, write_clip
 from stream_iqa.schema import ClipReport
-from stream_iqa.service.demo import read_topic
+from stream_iqa.service.kafka_demo import read_topic
 from test_service_kafka import (  # noqa: F401 - fixtures are used by name
     Running,
     _restore_torch_threads,

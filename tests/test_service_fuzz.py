@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 from test_service_kafka import (  # noqa: F401 - fixtures are used by name
     Running, _restore_torch_threads, broker, clip_dir, committed, end_offsets, scorer, settings_for, topics,
 )
-from stream_iqa.service.demo import read_topic
+from stream_iqa.service.kafka_demo import read_topic
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("FUZZ_SEED", "20261201"))

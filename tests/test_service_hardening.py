@@ -17,7 +17,7 @@ from test_service_kafka import (  # noqa: F401 - fixtures are used by name
     Running, _restore_torch_threads, _serve, _wait_for_log, broker, clip_dir, committed, file_job,
     produce, scorer, settings_for, topics,
 )
-from stream_iqa.service.demo import read_topic
+from stream_iqa.service.kafka_demo import read_topic
 
 pytestmark = pytest.mark.slow
 JSON = [("content-type", b"application/json")]

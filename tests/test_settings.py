@@ -161,7 +161,7 @@ def test_every_setting_variable_is_known():
 
 
 def test_loading_warns_about_an_unknown_variable(monkeypatch: pytest.MonkeyPatch, capsys):
-    from stream_iqa.logging import configure_logging
+    from stream_iqa.log import configure_logging
 
     configure_logging("INFO", "json")
     monkeypatch.setenv("STREAM_IQA_KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")

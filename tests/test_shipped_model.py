@@ -20,7 +20,7 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def sample_scores(shipped):
-    from stream_iqa.demo import sample_photos
+    from stream_iqa.photo_demo import sample_photos
 
     depth = PriorDepth()
     rows = {}

@@ -37,7 +37,7 @@ from brisque.models import MODEL_PATH
 
 from stream_iqa.data.mos import MOSItem, load_clive, split_items
 from stream_iqa.images import read_rgb
-from stream_iqa.metrics import correlation_report, srocc_bootstrap_ci
+from stream_iqa.iqa_metrics import correlation_report, srocc_bootstrap_ci
 
 
 @lru_cache(maxsize=1)

@@ -378,7 +378,7 @@ def _child(name: str, cfg: BenchConfig) -> dict[str, Any]:
     """One section in a fresh process: its own peak RSS, thread settings and allocator state."""
     import torch
 
-    from stream_iqa.logging import configure_logging
+    from stream_iqa.log import configure_logging
 
     configure_logging("WARNING", "console")
     if cfg.threads:

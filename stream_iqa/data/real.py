@@ -62,7 +62,7 @@ def real_flag_report(photos: list[RealPhoto], probs: np.ndarray, thresholds: dic
 
     ``probs`` is (len(photos), len(distortions)) in ``distortions``' order. Each flag is judged on its own photos
     only (a LOL capture is neither a haze positive nor negative)."""
-    from stream_iqa.metrics import auroc
+    from stream_iqa.iqa_metrics import auroc
 
     out: dict[str, Any] = {}
     for k, name in enumerate(distortions):
@@ -90,7 +90,7 @@ def real_vs_clean(photos: list[RealPhoto], probs: np.ndarray, clean_probs: np.nd
     Why: a flag is judged on what it must report (real fog, real glare) *and* on what it must leave alone (a sunlit
     pristine photo), and the thresholds fitted on a few development photos move by more than the recipes being
     compared; the ranking of real positives above clean photos does not depend on them."""
-    from stream_iqa.metrics import auroc
+    from stream_iqa.iqa_metrics import auroc
 
     out: dict[str, Any] = {}
     for k, name in enumerate(distortions):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stream_iqa.depth.base import minmax_per_image
-from stream_iqa.logging import get_logger
+from stream_iqa.log import get_logger
 from stream_iqa.nn.api import IQAOutput, ScoringModel
 from stream_iqa.nn.checkpoint import SETTING as CHECKPOINT_SETTING
 from stream_iqa.nn.checkpoint import CheckpointError, layout_problems, read_torch_state_dict

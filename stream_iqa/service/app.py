@@ -35,7 +35,7 @@ from kafka import ConsumerRebalanceListener
 
 from stream_iqa.deadline import Cancelled, Deadline
 from stream_iqa.depth.state import DepthState
-from stream_iqa.logging import get_logger
+from stream_iqa.log import get_logger
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, ErrorRecord, Source
 from stream_iqa.engine import SharedBatcher

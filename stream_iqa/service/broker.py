@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from stream_iqa.logging import get_logger
+from stream_iqa.log import get_logger
 
 log = get_logger(__name__)
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from stream_iqa.depth import create_depth_source
 from stream_iqa.images import read_rgb, resize_tensor, to_tensor
-from stream_iqa.logging import get_logger
+from stream_iqa.log import get_logger
 from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, lite_from_checkpoint
 from stream_iqa.nn.registry import create_model

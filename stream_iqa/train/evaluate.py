@@ -16,7 +16,7 @@ from sklearn.isotonic import IsotonicRegression
 from tqdm import tqdm
 
 from stream_iqa.depth.base import DepthSource
-from stream_iqa.metrics import auroc, correlation_report
+from stream_iqa.iqa_metrics import auroc, correlation_report
 from stream_iqa.nn.api import DISTORTIONS, ScoringModel
 from stream_iqa.images import read_rgb, to_tensor
 from stream_iqa.train.dataset import ArraySet, photo_of

@@ -37,8 +37,8 @@ from stream_iqa import __version__
 from stream_iqa.data.mos import MOSItem, load_mos_dataset, natural_split, split_items
 from stream_iqa.fragments import gather
 from stream_iqa.images import read_rgb
-from stream_iqa.logging import get_logger
-from stream_iqa.metrics import plcc, srocc
+from stream_iqa.log import get_logger
+from stream_iqa.iqa_metrics import plcc, srocc
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig

@@ -24,7 +24,7 @@ from sklearn.linear_model import RidgeCV
 
 from stream_iqa.data.mos import load_mos_dataset, split_items
 from stream_iqa.images import read_rgb, resize_tensor, to_tensor
-from stream_iqa.metrics import srocc
+from stream_iqa.iqa_metrics import srocc
 from stream_iqa.nn.lite import DGIQALite, LiteConfig
 from stream_iqa.settings import Settings
 

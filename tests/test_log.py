@@ -2,7 +2,7 @@ import io
 import json
 import sys
 
-from stream_iqa.logging import configure_logging, get_logger
+from stream_iqa.log import configure_logging, get_logger
 
 
 def test_logs_go_to_the_current_stderr_as_json(monkeypatch):

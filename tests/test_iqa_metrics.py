@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 from sklearn.metrics import roc_auc_score
 
-from stream_iqa.metrics import (
+from stream_iqa.iqa_metrics import (
     auroc,
     correlation_report,
     fit_mapping,
