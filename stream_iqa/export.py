@@ -50,8 +50,9 @@ class _PiecewiseLinear(nn.Module):
         return self.y0 + (ramps * self.slope).sum(-1)
 
 
-class OnnxScorer(nn.Module):
-    """``DGIQALite.score`` at the model's input size, as a traceable module (normalise → network → scales)."""
+class ExportableStudent(nn.Module):
+    """``DGIQALite.score`` at the model's input size, as a traceable module (normalise → network → scales): what
+    ``export_onnx`` traces into the graph."""
 
     def __init__(self, model: DGIQALite) -> None:
         super().__init__()
@@ -78,7 +79,7 @@ def export_onnx(model: DGIQALite, path: Path, opset: int = 18) -> dict[str, Any]
     """Write ``path`` (ONNX, dynamic batch) and return the metadata stored in it."""
     import onnx
 
-    wrapper = OnnxScorer(model).cpu().eval()
+    wrapper = ExportableStudent(model).cpu().eval()
     h, w = model.config.input_size
     spec = model.fragment_spec
     example: tuple[torch.Tensor, ...] = (torch.rand(2, 3, h, w), torch.rand(2, 1, h, w))
@@ -113,8 +114,9 @@ def export_onnx(model: DGIQALite, path: Path, opset: int = 18) -> dict[str, Any]
     return meta
 
 
-class OnnxRuntimeScorer:
-    """The exported graph under ONNX Runtime (CPU by default), with ``score(rgb, depth)`` like the PyTorch model."""
+class OnnxGraphSession:
+    """One ONNX Runtime session over the exported graph (CPU by default): inputs already at the model's size.
+    ``OnnxRuntimeModel`` wraps it with the resize and fragment gathering, as the served backend."""
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0) -> None:
         self.path = path
@@ -158,7 +160,7 @@ class OnnxRuntimeModel:
     input size with the same antialiased bilinear filter as ``DGIQALite.preprocess``."""
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0) -> None:
-        self.runner = OnnxRuntimeScorer(path, providers=providers, threads=threads)
+        self.runner = OnnxGraphSession(path, providers=providers, threads=threads)
         meta = self.runner.meta
         self.model_name = meta.get("model", "dgiqa-lite")
         self.version = meta.get("version", "")

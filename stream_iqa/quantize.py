@@ -224,7 +224,7 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     same data (CLIVE SROCC, per-flag AUROC on the synthetic natural val split, max |Δquality| vs fp32)."""
     from stream_iqa.data.mos import load_mos_dataset, natural_split, split_items
     from stream_iqa.depth.prior import PriorDepth
-    from stream_iqa.export import OnnxRuntimeScorer, OnnxScorer, export_onnx
+    from stream_iqa.export import OnnxGraphSession, ExportableStudent, export_onnx
     from stream_iqa.bench.model_speed import best_rate
     from stream_iqa.iqa_metrics import auroc, correlation_report
     from stream_iqa.nn import create_model
@@ -247,8 +247,8 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     for preset in presets:
         files[preset] = out_dir / f"dgiqa-lite-int8-{preset}.onnx"
         quantize_onnx(fp32, files[preset], cal_rgb, cal_depth, preset=preset, fragments=cal_frags)
-    runners = {k: OnnxRuntimeScorer(p, threads=threads) for k, p in files.items()}
-    wrapper = OnnxScorer(student).eval()
+    runners = {k: OnnxGraphSession(p, threads=threads) for k, p in files.items()}
+    wrapper = ExportableStudent(student).eval()
 
     def torch_fn(r: np.ndarray, d: np.ndarray, f: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():

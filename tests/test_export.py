@@ -11,7 +11,7 @@ import torch
 from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.cli import main
 from stream_iqa.depth.prior import PriorDepth
-from stream_iqa.export import OnnxRuntimeModel, OnnxScorer
+from stream_iqa.export import OnnxRuntimeModel, ExportableStudent
 from stream_iqa.images import to_tensor
 from stream_iqa.nn import create_model
 from stream_iqa.nn.lite import _interp
@@ -63,7 +63,7 @@ def test_the_graphs_calibration_equals_the_models():
     model.calibration = cal
     x = torch.linspace(-5.0, 105.0, 2001)
     ref = _interp(x.clamp(0, 100), torch.tensor(cal["x"]), torch.tensor(cal["y"]))
-    torch.testing.assert_close(OnnxScorer(model).calibrate(x), ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(ExportableStudent(model).calibrate(x), ref, atol=1e-4, rtol=0)
 
 
 def test_the_pipeline_runs_on_the_onnxruntime_backend(exported, tmp_path):

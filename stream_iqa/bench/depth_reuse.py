@@ -17,14 +17,14 @@ from stream_iqa.nn.api import DISTORTIONS, IQAOutput
 from stream_iqa.settings import DepthReuseSettings
 
 
-class _Scorer(Protocol):
+class _ScoresFrames(Protocol):
     def score(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None) -> IQAOutput: ...
 
 
 def measure_reuse(
     frames: Sequence[np.ndarray] | Sequence[Any] | torch.Tensor,
     depth_source: DepthSource,
-    model: _Scorer,
+    model: _ScoresFrames,
     settings: DepthReuseSettings | None = None,
     batch_size: int = 8,
 ) -> dict[str, float | int]:

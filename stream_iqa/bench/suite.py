@@ -236,7 +236,7 @@ def section_models(cfg: BenchConfig) -> Section:
     if device.type == "cpu":
         import onnxruntime as ort
 
-        from stream_iqa.export import OnnxScorer, export_onnx
+        from stream_iqa.export import ExportableStudent, export_onnx
 
         onnx_path = DEFAULT_CHECKPOINT.with_suffix(".onnx")
         tmp = tempfile.TemporaryDirectory()
@@ -253,7 +253,7 @@ def section_models(cfg: BenchConfig) -> Section:
         for n, sess in sessions.items():
             variants[f"ONNX Runtime fp32, {n} thread{'s' if n > 1 else ''}"] = (
                 lambda sess=sess: sess.run(None, {"rgb": xn, "depth": dn}), batch)
-        wrapper = OnnxScorer(eager)
+        wrapper = ExportableStudent(eager)
         variants["eager export wrapper (what ONNX Runtime runs)"] = (no_grad(lambda: wrapper(x, dd)), batch)
     if device.type == "cuda":
         for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
