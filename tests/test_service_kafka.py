@@ -310,7 +310,11 @@ def _serve(s: Settings) -> subprocess.Popen:
 
 
 def _wait_for_log(proc: subprocess.Popen, event: str, timeout: float = 120.0) -> list[dict]:
-    """Read the worker's JSON log lines until ``event`` appears (on a thread, so a silent worker cannot hang us)."""
+    """Read the worker's JSON log lines until ``event`` appears (on a thread, so a silent worker cannot hang us).
+
+    The thread goes on reading to the end: a worker whose stderr pipe nobody empties blocks on its next log line
+    once the pipe's buffer is full, which would look like a worker that never drains. The list keeps growing, for
+    failure messages."""
     seen: list[dict] = []
     found = threading.Event()
 
@@ -319,11 +323,10 @@ def _wait_for_log(proc: subprocess.Popen, event: str, timeout: float = 120.0) ->
             try:
                 rec = json.loads(line)
             except ValueError:
-                continue
+                rec = {"event": "unparsed", "line": line[:300]}
             seen.append(rec)
             if rec.get("event") == event:
                 found.set()
-                return
 
     threading.Thread(target=reader, daemon=True).start()
     assert found.wait(timeout), f"no '{event}' in the worker's log: {seen[-5:]}"
@@ -359,9 +362,12 @@ def test_sigterm_drains_the_clip_in_flight_commits_and_exits_0(broker, clip_dir)
     produce(s, [("cam", *file_job(clip_dir / "long.mp4", "long", "cam"))])
     proc = _serve(s)
     try:
-        _wait_for_log(proc, "clip started")
+        log = _wait_for_log(proc, "clip started")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=120) == 0
+        try:
+            assert proc.wait(timeout=120) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"no exit 120 s after SIGTERM; the worker's last log lines: {log[-12:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
