@@ -120,14 +120,3 @@ def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch, photo
     exec(compile(block, "README.md", "exec"), namespace)
     assert isinstance(namespace["report"], stream_iqa.ClipReport)
     assert [Path(s.path).name for s in namespace["scores"]] == ["photo.jpg", "more.jpg"]
-
-
-def test_the_cpu_onnx_path_loads_no_timm(clip):
-    """timm (~2 s of import on 2 cores, about half of a short clip's replay) is only needed to build a PyTorch trunk;
-    the default CPU path serves the exported graph under ONNX Runtime and must not import it."""
-    code = ("import sys, stream_iqa\n"
-            "a = stream_iqa.create_analyzer(model={'device': 'cpu'}, depth={'source': 'prior'})\n"
-            f"a.analyze({str(clip)!r})\n"
-            "print(type(a.pipeline.scorer.model).__name__, 'timm' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split()[-2:] == ["OnnxRuntimeModel", "False"], out

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -164,8 +165,6 @@ class DepthAnything(nn.Module):
         self.version = version
         self.taps = TAPS[version]
         # dynamic_img_size only lets the patch embedding accept any multiple of 14; the pos-embed is resampled here.
-        import timm  # here, not at the top: timm costs ~2 s of start-up, and the ONNX Runtime path builds no trunk
-
         self.pretrained = timm.create_model(
             ENCODER, pretrained=False, img_size=BUILD_SIZE, num_classes=0, dynamic_img_size=True
         )

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -126,8 +127,6 @@ class DGIQA(ScoringModel):
         self.crops = crops
         self.seed = seed
         # Attribute order fixes the state-dict order, which must equal the official one.
-        import timm  # here, not at the top: timm costs ~2 s of start-up, and the ONNX Runtime path builds no trunk
-
         self.backbone = timm.create_model(SWIN, pretrained=False, features_only=True, img_size=CROP)
         self.depth_backbone = timm.create_model(SWIN, pretrained=False, features_only=True, img_size=CROP)
         self.tcb1, self.tcb2, self.tcb3, self.tcb4 = (TransformerCNNBridge(i, o) for i, o in STAGES)

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -209,8 +210,6 @@ class DGIQALite(ScoringModel):
         self.config = cfg = config or LiteConfig()
         if any(s % 32 for s in cfg.input_size):
             raise ValueError(f"input_size {cfg.input_size} must be multiples of 32 (the trunk's output stride)")
-        import timm  # here, not at the top: timm costs ~2 s of start-up, and the ONNX Runtime path builds no trunk
-
         self.trunk = timm.create_model(cfg.trunk, pretrained=False, features_only=True, out_indices=cfg.trunk_indices)
         if pretrained_trunk:
             if cfg.trunk not in supported_trunks():
