@@ -41,9 +41,22 @@ def test_real_positives_are_ranked_against_clean_photos_without_a_threshold(tmp_
     report = real_vs_clean(photos, probs, clean, ("low_light", "haze", "flare"))
     assert "low_light" not in report  # no real low-light positive among these photos
     # haze: the real negative (0.99) is not a clean photo and does not count; 0.75 sits between the two positives
-    assert report["haze"] == {"positives": 2, "clean": 3, "auroc": round(5 / 6, 4), "clean_above_median_positive": 1}
+    assert report["haze"] == {"positives": 2, "clean": 3, "auroc": round(5 / 6, 4), "clean_above_median_positive": 1,
+                              "clean_allowed": 0, "positives_within_clean_bar": 1}
     # flare: a clean photo at 0.95 outranks both positives
     assert report["flare"]["auroc"] == round(4 / 6, 4) and report["flare"]["clean_above_median_positive"] == 1
+    assert report["flare"]["positives_within_clean_bar"] == 0  # with 3 clean photos the 2 % bar allows none
+
+
+def test_the_clean_bar_allows_one_of_58_photos_and_counts_the_positives_above_the_next(tmp_path):
+    photos = [RealPhoto(tmp_path / f"{i}.jpg", f"{i}", "dev", "flare", True) for i in range(4)]
+    probs = np.zeros((4, 3))
+    probs[:, 2] = [0.99, 0.85, 0.7, 0.2]
+    clean = np.zeros((58, 3))
+    clean[:, 2] = np.linspace(0.0, 0.6, 58)
+    clean[0, 2], clean[1, 2] = 0.995, 0.8  # one allowed (0.995), the next (0.8) sets the bar
+    flare = real_vs_clean(photos, probs, clean, ("low_light", "haze", "flare"))["flare"]
+    assert flare["clean_allowed"] == 1 and flare["positives_within_clean_bar"] == 2
 
 
 def test_a_missing_real_folder_names_the_setting(tmp_path):

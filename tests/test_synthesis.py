@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import warnings
@@ -127,6 +128,46 @@ def _layout_in_frame(img: np.ndarray, severity: float, seed: int) -> S.FlareLayo
         for g, a in zip(layout.ghosts, np.linspace(-1.2, 0.5, len(layout.ghosts)))
     )
     return dataclasses.replace(layout, source=source, ghosts=ghosts)
+
+
+def _white_sky_and_lamp() -> tuple[np.ndarray, np.ndarray]:
+    """A daylight scene whose top third is clipped white sky, and a dark scene with one lamp (32 px across) at (120, 150)."""
+    sky = np.full((240, 320, 3), 90, np.uint8)
+    sky[:80] = 255
+    lamp = np.full((240, 320, 3), 12, np.uint8)
+    cv2.circle(lamp, (120, 150), 16, (255, 250, 235), -1)
+    return sky, lamp
+
+
+def test_compact_source_never_grows_a_flare_from_a_white_sky() -> None:
+    sky, _ = _white_sky_and_lamp()
+    plain = [sample_flare_layout(sky, 0.5, np.random.default_rng(seed)).source for seed in range(40)]
+    peak, at_peak = collections.Counter(plain).most_common(1)[0]
+    assert peak[1] < 80 and at_peak >= 20  # the plain sampler's usual source: the sky's brightest cell
+    compact = [sample_flare_layout(sky, 0.5, np.random.default_rng(seed), compact_source=True).source
+               for seed in range(40)]
+    assert peak not in compact
+    assert sum(a == b for a, b in zip(plain, compact)) == 40 - at_peak  # the other draws are unchanged
+
+
+def test_compact_source_keeps_a_lamp_as_the_source_and_draws_like_the_plain_sampler() -> None:
+    _, lamp = _white_sky_and_lamp()
+    at_lamp = 0
+    for seed in range(40):
+        plain = sample_flare_layout(lamp, 0.5, np.random.default_rng(seed))
+        compact = sample_flare_layout(lamp, 0.5, np.random.default_rng(seed), compact_source=True)
+        assert compact == plain  # a compact source changes nothing
+        at_lamp += int(np.hypot(compact.source[0] - 120, compact.source[1] - 150) < 8)
+    assert at_lamp >= 20
+
+
+def test_flare_compact_step_raises_the_flare_flag(coffee: np.ndarray) -> None:
+    recipe = S.Recipe([("flare_compact", 0.5)])
+    assert recipe.flags["flare"] == 1
+    out = S.apply_recipe(coffee, np.ones(coffee.shape[:2], np.float32), recipe, np.random.default_rng(0))
+    assert out.shape == coffee.shape and not np.array_equal(out, coffee)
+    pair = S.sample_focus_pair(np.random.default_rng(1), "flare_compact")
+    assert pair[0].flags["flare"] == 1 and pair[1].flags["flare"] == 0
 
 
 def test_sampled_ghosts_lie_on_the_line_through_the_centre(coffee: np.ndarray) -> None:

@@ -21,6 +21,8 @@ haze            t = exp(−β·d), β = 0.2·15^s (far-plane transmission 0.82 �
                 in dark scenes by their log-average luminance
 flare           strength g = 0.35 + 0.65·s scales glow, starburst (length 0.1 … 0.4 of the diagonal),
                 3 + 5·s (+0…2) ghosts and veiling glare (linear 0.02 … 0.08·g)
+flare_compact   ``flare`` whose source is a compact light: the brightest region only where it covers ≤ 1 % of the
+                frame, else anywhere (the flare's saturated core is then the lamp); never a white sky (focus only)
 flare_optics    ``flare_optics.render_flare``: diffraction PSF of a random aperture mixed with veiling glare, at the
                 photo's clipped highlights (or a lamp), lamp energy 0.02·20^s·diag², 2 + 3·s ghosts (focus only)
 night           ``flare_optics.night_background``: a lamp-lit night scene, ambient −(5 + 2·s) EV (focus only)
@@ -77,6 +79,7 @@ ORDER: tuple[str, ...] = (
     "night",
     "overexposure",
     "flare",
+    "flare_compact",
     "flare_optics",
     "sensor_noise",
     "gaussian_noise",
@@ -84,10 +87,11 @@ ORDER: tuple[str, ...] = (
     "jpeg",
     "h264",
 )
-#: Steps that render a flag another way than its own kind: an optically rendered flare (``flare_optics``) and a
-#: daylight photo turned into a lamp-lit night scene (``night``, which is low light by the flag's definition). Only
-#: focus sets draw them (``sample_focus_pair``); ``sample_recipe`` never does, so its sets are unchanged by them.
-STEP_FLAG: dict[str, str] = {"night": "low_light", "flare_optics": "flare"}
+#: Steps that render a flag another way than its own kind: an optically rendered flare (``flare_optics``), the
+#: sprite flare from a compact source only (``flare_compact``), and a daylight photo turned into a lamp-lit night
+#: scene (``night``, which is low light by the flag's definition). Only focus sets draw them
+#: (``sample_focus_pair``); ``sample_recipe`` never does, so its sets are unchanged by them.
+STEP_FLAG: dict[str, str] = {"night": "low_light", "flare_optics": "flare", "flare_compact": "flare"}
 #: ``overexposure`` raises no flag but looks like one to a detector keyed on brightness: an over-exposed shot clips
 #: its sky, white clothes and sunlit walls to white, the pristine photos' flare (and haze) false alarm. Focus only.
 #: Quality-only kinds that model the same stage; a two-step quality-only mixture never takes two from one group.
@@ -250,12 +254,26 @@ _GHOST_TINTS = np.array(
 _SOURCE_TINTS = np.array([[1.0, 0.95, 0.85], [1.0, 0.78, 0.5], [0.9, 0.95, 1.0]], np.float32)
 
 
-def sample_flare_layout(img: np.ndarray, severity: float, rng: np.random.Generator) -> FlareLayout:
+#: ``compact_source``: the largest share of the frame (at 1/8 scale, linear luminance at least half the peak) that the
+#: brightest region may cover and still be taken as the flare's source. A lamp or the sun subtends a small angle; a
+#: white sky, a sunlit wall or white clothes cover far more than 1 % of the frame and emit nothing of their own.
+COMPACT_SOURCE_AREA = 0.01
+
+
+def sample_flare_layout(
+    img: np.ndarray, severity: float, rng: np.random.Generator, compact_source: bool = False
+) -> FlareLayout:
     """Draw a flare: source at the brightest region (if bright enough, 70 %) or anywhere incl. just off-frame.
 
     Ghosts sit on the line from the source through the optical centre, at ``centre + α·(source − centre)``:
     reflections between lens surfaces image the source with magnification α, mostly negative (mirrored through the
     centre). They take the aperture's polygon shape and the tint of the anti-reflection coatings.
+
+    ``compact_source``: the brightest region is the source only when it is compact (``COMPACT_SOURCE_AREA``), as a
+    lamp or the sun is; otherwise the source is drawn anywhere, and where it falls inside the frame the flare's own
+    saturated core is the light. So no flare has a white sky or a sunlit surface as its origin: those are what the
+    card says flare is not, and a flare grown from them looks like the unflared photo (the ``flare_compact`` step).
+    The draws are the same as without it, so the two differ only where a large bright region would be the source.
     """
     _check_image(img)
     s = _check_severity(severity)
@@ -266,7 +284,10 @@ def sample_flare_layout(img: np.ndarray, severity: float, rng: np.random.Generat
     small = cv2.resize(img, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
     lum = cv2.GaussianBlur(luminance(to_linear(small)), (0, 0), 1.0)
     _, peak, _, (px, py) = cv2.minMaxLoc(lum)
-    if peak > 0.6 and rng.random() < 0.7:
+    at_peak = rng.random() < 0.7
+    if compact_source and peak > 0.6 and float((lum >= 0.5 * peak).mean()) > COMPACT_SOURCE_AREA:
+        at_peak = False
+    if peak > 0.6 and at_peak:
         source = ((px + 0.5) * w / small.shape[1], (py + 0.5) * h / small.shape[0])
     else:
         source = (rng.uniform(-0.15, 1.15) * w, rng.uniform(-0.15, 0.75) * h)
@@ -376,9 +397,11 @@ def _add_ghost(lin: np.ndarray, ghost: Ghost) -> None:
     lin[y0:y1, x0:x1] += mask[..., None] * np.asarray(ghost.colour, np.float32)
 
 
-def lens_flare(img: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+def lens_flare(
+    img: np.ndarray, severity: float, rng: np.random.Generator, compact_source: bool = False
+) -> np.ndarray:
     """Lens flare from a bright source: glow, starburst, ghosts along the optical axis line, veiling glare."""
-    return render_flare(img, sample_flare_layout(img, severity, rng))
+    return render_flare(img, sample_flare_layout(img, severity, rng, compact_source=compact_source))
 
 
 # ------------------------------------------------------------------------------------------- quality-only distortions
@@ -517,6 +540,7 @@ _APPLY: dict[str, _Apply] = {
     "low_light": lambda img, depth, s, rng: low_light(img, s, rng),
     "haze": haze,
     "flare": lambda img, depth, s, rng: lens_flare(img, s, rng),
+    "flare_compact": lambda img, depth, s, rng: lens_flare(img, s, rng, compact_source=True),
     "night": lambda img, depth, s, rng: _night(img, s, rng),
     "flare_optics": lambda img, depth, s, rng: _flare_optics(img, s, rng),
     "overexposure": lambda img, depth, s, rng: overexposure(img, s, rng),
