@@ -197,6 +197,12 @@ def test_a_flag_too_faint_to_see_against_its_twin_loses_its_label():
         TrainConfig(min_twin_visibility={"glare": 64})
 
 
+def test_flare_source_is_checked():
+    assert TrainConfig(flare_source="compact").flare_source == "compact"
+    with pytest.raises(ValueError, match="flare_source must be 'brightest' or 'compact'"):
+        TrainConfig(flare_source="sun")
+
+
 def test_the_local_flag_branch_gets_its_own_loss(tiny_set):
     torch.manual_seed(0)
     model = DGIQALite(LiteConfig(input_size=SIZE, local_flags=("flare",)), pretrained_trunk=False).train()

@@ -83,6 +83,10 @@ class TrainConfig:
     # Extra synthetic pairs per natural training photo: a recipe with the named flag and its twin without it
     # ({flare: 12}), so a rare or hard flag gets more examples without changing the base set's distribution.
     focus: dict[str, int] = field(default_factory=dict)
+    # Where a focus flare pair's sprite flare has its source: ``brightest``, the photo's brightest region (70 %) or
+    # anywhere; ``compact``, the brightest region only where it is as compact as a lamp or the sun (the
+    # ``flare_compact`` step), so that no positive grows its flare from a white sky or a sunlit surface.
+    flare_source: str = "brightest"
     # Extra pairs per training photo with flare rendered from optics (``train.flare_optics``: diffraction starburst,
     # veiling glare, ghosts, from the scene's own light sources) and their twins without it, the same design as
     # ``focus``; a share ``optics_night`` of them set in a lamp-lit night scene (both twins: lamps with and without
@@ -140,6 +144,8 @@ class TrainConfig:
                 or self.optics_max_side < 64):
             raise ValueError("optics_flare must be >= 0, optics_night and optics_overexposed in [0, 1], "
                              "and optics_max_side >= 64")
+        if self.flare_source not in ("brightest", "compact"):
+            raise ValueError(f"flare_source must be 'brightest' or 'compact', got {self.flare_source!r}")
         if not 0.0 <= self.threshold_holdout < 1.0:
             raise ValueError(f"threshold_holdout must be in [0, 1), got {self.threshold_holdout}")
         if self.train_only and not self.init_from:
@@ -219,8 +225,9 @@ def prepare_data(cfg: TrainConfig, settings: Settings, size: tuple[int, int]) ->
 
     for kind, n in sorted(cfg.focus.items()):
         if n > 0:
-            parts.append(pair_set("syn-focus", n, 30_000, lambda r, kind=kind: sample_focus_pair(r, kind),
-                                  f"synth {kind}", {"focus": kind, "twins": True}))
+            step = "flare_compact" if kind == "flare" and cfg.flare_source == "compact" else kind
+            parts.append(pair_set("syn-focus", n, 30_000, lambda r, step=step: sample_focus_pair(r, step),
+                                  f"synth {step}", {"focus": step, "twins": True}))
     if cfg.optics_flare > 0:
         night, over = cfg.optics_night, cfg.optics_overexposed
         extra = {"over": over} if over else {}  # keyed only when used: sets built before it keep their key
