@@ -312,8 +312,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     # the PyTorch model is what gets exported, whatever backend the settings would serve with
     settings = _model_settings(args, model={"device": "cpu", "backend": "torch"})
     model = load_scorer(settings).model
-    if getattr(model, "model_name", "") != "dgiqa-lite":
-        print(f"stream-iqa export: only dgiqa-lite exports to ONNX (got {model.model_name})", file=sys.stderr)
+    if model.card.name != "dgiqa-lite":
+        print(f"stream-iqa export: only dgiqa-lite exports to ONNX (got {model.card.name})", file=sys.stderr)
         return EXIT_USAGE
     if not args.int8:
         meta = export_onnx(model, args.onnx, opset=args.opset)

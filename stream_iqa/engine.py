@@ -25,7 +25,7 @@ from stream_iqa.images import resize_tensor
 from stream_iqa.log import get_logger
 from stream_iqa.nn.api import IQAOutput
 from stream_iqa.nn.fragments import gather_fragments
-from stream_iqa.scoring import Scorer, model_input_size
+from stream_iqa.scoring import Scorer
 
 log = get_logger(__name__)
 
@@ -45,7 +45,7 @@ class SharedBatcher:
         self.scorer = scorer
         self.batch_size = batch_size
         self.max_wait_s = max_wait_ms / 1000.0
-        self.input_size = model_input_size(scorer.model)
+        self.input_size = scorer.model.card.input_size
         self.calls = 0  # model calls made
         self.requests = 0  # requests served (calls < requests when batches were shared)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
@@ -69,7 +69,7 @@ class SharedBatcher:
     def _fragments(self, batch: list[_Request]) -> torch.Tensor | None:
         """Every request's native fragments in one tensor; gathered per request from its own frames where a caller
         sent none (after ``_fit`` they would no longer be native)."""
-        spec = getattr(self.scorer.model, "fragment_spec", None)
+        spec = self.scorer.model.card.fragments
         if spec is None:
             return None
         return torch.cat([r.fragments if r.fragments is not None else gather_fragments(r.rgb, spec) for r in batch])

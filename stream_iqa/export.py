@@ -12,9 +12,7 @@ ONNX file knows its own preprocessing, as a checkpoint does.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -22,9 +20,10 @@ import torch
 from torch import nn
 
 from stream_iqa.errors import ConfigError
-from stream_iqa.images import resize_frames_and_depth
 from stream_iqa.fragments import FragmentSpec
-from stream_iqa.nn.api import DISTORTIONS, IQAOutput
+from stream_iqa.images import resize_frames_and_depth
+from stream_iqa.model_card import ModelCard
+from stream_iqa.nn.api import IQAOutput
 from stream_iqa.nn.fragments import gather_fragments
 from stream_iqa.nn.lite import DGIQALite
 
@@ -94,15 +93,10 @@ def export_onnx(model: DGIQALite, path: Path, opset: int = 18) -> dict[str, Any]
             wrapper, example, str(path), input_names=names, output_names=["quality", "distortions"],
             dynamic_shapes={n: {0: batch} for n in names}, opset_version=opset, dynamo=True,
         )
-    meta = {"model": getattr(model, "model_name", "dgiqa-lite"), "version": str(getattr(model, "version", "")),
-            "input_size": json.dumps([h, w]), "distortions": json.dumps(list(DISTORTIONS)),
-            "flag_thresholds": json.dumps(getattr(model, "flag_thresholds", {})),
-            # which weights this graph was made from: `model.backend: auto` uses a graph only for its own checkpoint
-            "tensors_sha256": str(getattr(model, "meta", {}).get("tensors_sha256", "")),
-            "inputs": "rgb (N,3,H,W) and depth (N,1,H,W) in [0,1], resized (bilinear, antialiased) to input_size"
-                      + ("; fragments (N,3,S,S) in [0,1], grid x patch native pixels (stream_iqa.fragments)" if spec else "")}
-    if spec is not None:
-        meta["fragments"] = json.dumps([spec.grid, spec.patch])
+    # the card travels in the graph: `model.backend: auto` uses a graph only for its own checkpoint (tensors_sha256)
+    meta = model.card.to_onnx_metadata() | {
+        "inputs": "rgb (N,3,H,W) and depth (N,1,H,W) in [0,1], resized (bilinear, antialiased) to input_size"
+                  + ("; fragments (N,3,S,S) in [0,1], grid x patch native pixels (stream_iqa.fragments)" if spec else "")}
     proto = onnx.load(str(path))
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
@@ -124,10 +118,15 @@ class OnnxGraphSession:
         self.threads = threads
         self.session = self._session(threads)
         self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.input_size = tuple(json.loads(self.meta["input_size"]))
-        frag = json.loads(self.meta.get("fragments", "null"))
+        try:
+            #: the exporter's model card, read back from the graph's metadata
+            self.card = ModelCard.from_onnx_metadata(self.meta)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        assert self.card.input_size is not None
+        self.input_size: tuple[int, int] = self.card.input_size
         #: the graph's fragment geometry, or None for a single-view graph (v1)
-        self.fragment_spec: FragmentSpec | None = FragmentSpec(*frag) if frag else None
+        self.fragment_spec: FragmentSpec | None = self.card.fragments
 
     def _session(self, threads: int) -> Any:
         import onnxruntime as ort
@@ -161,15 +160,10 @@ class OnnxRuntimeModel:
 
     def __init__(self, path: Path, providers: list[str] | None = None, threads: int = 0) -> None:
         self.runner = OnnxGraphSession(path, providers=providers, threads=threads)
-        meta = self.runner.meta
-        self.model_name = meta.get("model", "dgiqa-lite")
-        self.version = meta.get("version", "")
-        self.flag_thresholds: dict[str, float] = json.loads(meta.get("flag_thresholds", "{}"))
-        self.config = SimpleNamespace(input_size=self.runner.input_size)  # read by SharedBatcher
-        self.fragment_spec = self.runner.fragment_spec
-        self.meta: dict[str, Any] = {"backend": "onnxruntime", "onnx": str(path),
-                                     "tensors_sha256": meta.get("tensors_sha256", "")}
+        self.path = path
+        self.card: ModelCard = self.runner.card
         self.device = torch.device("cpu")
+        self.compile_buckets: tuple[int, ...] = ()
 
     @classmethod
     def from_settings(cls, model_settings: Any, device: torch.device, path: Path | None = None) -> OnnxRuntimeModel:
@@ -191,8 +185,9 @@ class OnnxRuntimeModel:
         size = self.runner.input_size
         rgb, depth = rgb.float().cpu(), depth.float().cpu()
         frags = None
-        if self.fragment_spec is not None:  # before the resize: fragments are native pixels
-            frags = (fragments if fragments is not None else gather_fragments(rgb, self.fragment_spec)).float().cpu().numpy()
+        spec = self.card.fragments
+        if spec is not None:  # before the resize: fragments are native pixels
+            frags = (fragments if fragments is not None else gather_fragments(rgb, spec)).float().cpu().numpy()
         rgb, depth = resize_frames_and_depth(rgb, depth, size)
         quality, distortions = self.runner.score(rgb.numpy(), depth.numpy(), frags)
         return IQAOutput(quality=torch.from_numpy(quality), distortions=torch.from_numpy(distortions))

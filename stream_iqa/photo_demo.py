@@ -39,7 +39,7 @@ def run_demo(scorer: Scorer, severity: float = 0.6, seed: int = 0, console: Cons
             rows.append({"photo": name, "made": kind, "quality": result.quality,
                          "distortions": result.distortions.model_dump() if result.distortions else {},
                          "flagged": flagged})
-    table = Table(title=f"stream-iqa demo — {scorer.model.model_name} on sample photos (severity {severity})")
+    table = Table(title=f"stream-iqa demo — {scorer.model.card.name} on sample photos (severity {severity})")
     for col in ("photo", "synthesised", "quality", *DISTORTIONS, "flagged"):
         table.add_column(col, justify="right" if col in ("quality", *DISTORTIONS) else "left")
     for r in rows:

@@ -65,11 +65,11 @@ class Pipeline:
             split_cpu_threads(scorer, settings, clips_at_once)
         self.scorer = scorer
         self.batcher = batcher  # model calls shared with other clips analysed at once (stream_iqa.engine)
-        model = self.scorer.model
-        self.model_info = ModelInfo(name=getattr(model, "model_name", "unknown"), version=str(getattr(model, "version", "0")))
-        self.thresholds: dict[str, float] = dict(getattr(model, "flag_thresholds", {k: 0.5 for k in DISTORTIONS}))
+        card = self.scorer.model.card
+        self.model_info = ModelInfo(name=card.name, version=card.version)
+        self.thresholds: dict[str, float] = card.thresholds()
         #: the model's quality view: the decoder gathers these fragments from every sampled frame at native resolution
-        self.fragment_spec: FragmentSpec | None = getattr(model, "fragment_spec", None)
+        self.fragment_spec: FragmentSpec | None = card.fragments
 
     @torch.inference_mode()
     def warm_up(self) -> None:
@@ -78,7 +78,7 @@ class Pipeline:
         cfg = self.settings.engine
         side = cfg.analysis_short_side
         sizes = [cfg.batch_size]
-        buckets = getattr(self.scorer.model, "compile_buckets", None)
+        buckets = self.scorer.model.compile_buckets
         if buckets:  # a compiled network: capture every batch size it will meet now, not on the first clips
             most = max(cfg.batch_size, cfg.shared_batch_size if self.batcher is not None else 0)
             sizes = sorted({b for b in buckets if b <= most} | {most})

@@ -21,7 +21,7 @@ import torch
 from stream_iqa.errors import ConfigError
 from stream_iqa.depth import create_depth_source
 from stream_iqa.depth.base import DepthSource
-from stream_iqa.nn.api import DISTORTIONS, ScoringModel
+from stream_iqa.nn.api import DISTORTIONS, ServedModel
 from stream_iqa.nn.fuse import optimize_for_inference
 from stream_iqa.nn.lite import DGIQALite
 from stream_iqa.nn.registry import create_model, resolve_device
@@ -37,7 +37,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 @dataclass
 class Scorer:
-    model: ScoringModel
+    model: ServedModel
     depth: DepthSource
     device: torch.device
     precision: str = "fp32"
@@ -52,12 +52,12 @@ class Scorer:
 
     def depth_size(self, rgb: torch.Tensor) -> tuple[int, int]:
         """Size at which depth is computed for frames ``rgb`` (N,3,H,W): the model's input size if it has one."""
-        return model_input_size(self.model) or (int(rgb.shape[-2]), int(rgb.shape[-1]))
+        return self.model.card.input_size or (int(rgb.shape[-2]), int(rgb.shape[-1]))
 
     @property
     def flag_thresholds(self) -> dict[str, float]:
         """The model's per-flag decision thresholds (its ``model.json``; 0.5 for a model that records none)."""
-        return {k: 0.5 for k in DISTORTIONS} | dict(getattr(self.model, "flag_thresholds", {}))
+        return self.model.card.thresholds()
 
     @torch.inference_mode()
     def score_rgb(self, rgb: torch.Tensor, path: str | None = None) -> ImageScore:
@@ -72,17 +72,6 @@ class Scorer:
         return ImageScore(path=path, quality=round(float(out.quality[0]), 2),
                           distortions={k: round(float(v), 4) for k, v in probs.items()},
                           flags={k: bool(v >= thresholds[k]) for k, v in probs.items()})
-
-
-def model_input_size(model: Any) -> tuple[int, int] | None:
-    """The fixed (H, W) a model resizes every frame to (the student, its exported graph), or None for models that
-    read frames at their own resolution (the teacher's crops).
-
-    Depth for such a model is computed straight at this size: training did exactly that
-    (``build_synthetic``: ``depth_source(image, size=input_size)``), and a map at frame resolution would only be
-    warped at full size and then shrunk again by ``preprocess``."""
-    size = getattr(getattr(model, "config", None), "input_size", None)
-    return (int(size[0]), int(size[1])) if size else None
 
 
 def load_onnx_model(settings: Settings, device: torch.device) -> Any | None:
@@ -110,7 +99,7 @@ def load_onnx_model(settings: Settings, device: torch.device) -> Any | None:
     except Exception as exc:  # noqa: BLE001 - auto falls back to the always-available PyTorch path
         log.warning("ONNX graph unusable, using PyTorch", onnx=str(path), error=str(exc))
         return None
-    if not model.meta["tensors_sha256"] or model.meta["tensors_sha256"] != weights_hash:
+    if not model.card.tensors_sha256 or model.card.tensors_sha256 != weights_hash:
         log.warning("ONNX graph was exported from other weights than the checkpoint; using PyTorch (re-export with "
                     "`stream-iqa export --onnx PATH`)", onnx=str(path), checkpoint=str(cfg.checkpoint),
                     setting="STREAM_IQA_MODEL__ONNX")
@@ -170,7 +159,7 @@ def load_scorer(settings: Settings) -> Scorer:
     elif device.type == "cuda" and isinstance(model, torch.nn.Module):
         model = model.to(memory_format=torch.channels_last)  # NHWC convolutions are the fast path on tensor cores
     depth = create_depth_source(settings.depth, device)
-    trained_with = getattr(model, "meta", {}).get("depth_source")
+    trained_with = model.card.depth_source
     if trained_with and trained_with != depth.name:
         # Legal (both give inverse depth in [0,1]) but the heads learned the statistics of one source.
         log.warning("depth source differs from training", trained_with=trained_with, using=depth.name,

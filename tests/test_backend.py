@@ -1,6 +1,7 @@
 """`model.backend: auto`: the shipped ONNX graph on CPU, only for its own weights, with PyTorch as the fallback."""
 
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -10,9 +11,10 @@ import torch
 from stream_iqa.export import OnnxRuntimeModel
 from stream_iqa.images import to_tensor
 from stream_iqa.log import configure_logging
+from stream_iqa.model_card import ModelCard
 from stream_iqa.nn.checkpoint import read_meta
 from stream_iqa.nn.lite import DGIQALite
-from stream_iqa.scoring import load_scorer, model_input_size
+from stream_iqa.scoring import load_scorer
 from stream_iqa.settings import DEFAULT_CHECKPOINT, Settings
 
 SHIPPED_ONNX = DEFAULT_CHECKPOINT.with_suffix(".onnx")
@@ -32,7 +34,7 @@ def test_the_shipped_graph_is_an_export_of_the_shipped_weights():
 def test_auto_runs_the_shipped_graph_on_cpu_with_pytorchs_scores(photos):
     auto, torch_ = load_scorer(_cpu()), load_scorer(_cpu(backend="torch"))
     assert isinstance(auto.model, OnnxRuntimeModel) and isinstance(torch_.model, DGIQALite)
-    assert model_input_size(auto.model) == model_input_size(torch_.model) == (192, 192)
+    assert auto.model.card.input_size == torch_.model.card.input_size == (192, 192)
     rgb = torch.cat([torch.nn.functional.interpolate(to_tensor(photos[k]), size=(360, 640), mode="bilinear",
                                                      antialias=True) for k in ("astronaut", "coffee", "chelsea")])
     depth = torch_.depth(rgb, (192, 192))
@@ -110,7 +112,8 @@ def test_depth_is_computed_at_the_models_input_size(photos):
     scorer = load_scorer(_cpu())
     rgb = to_tensor(photos["coffee"])
     assert scorer.depth_size(rgb) == (192, 192)  # as in training: depth_source(image, size=input_size)
-    teacher_like = Scorer(model=object(), depth=scorer.depth, device=torch.device("cpu"))  # type: ignore[arg-type]
+    teacher = SimpleNamespace(card=ModelCard(name="dgiqa", version="0"))  # no input size: it crops frames itself
+    teacher_like = Scorer(model=teacher, depth=scorer.depth, device=torch.device("cpu"))  # type: ignore[arg-type]
     assert teacher_like.depth_size(rgb) == tuple(rgb.shape[-2:])  # crops at native resolution need full-size depth
     assert SHIPPED_ONNX.stat().st_size < 20e6
 

@@ -7,6 +7,7 @@ batcher and the PyTorch model agree; a v1 (single-view) checkpoint runs exactly 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,8 @@ def test_onnx_graph_and_shared_batcher_agree_with_the_model(two_view_checkpoint,
     meta = export_onnx(model, tmp_path / "m.onnx")
     assert meta["fragments"] == "[4, 32]"
     ort = OnnxRuntimeModel(tmp_path / "m.onnx")
-    assert ort.fragment_spec == SPEC
+    assert ort.card.fragments == SPEC
+    assert ort.card == dataclasses.replace(model.card, backend="onnxruntime")  # the whole card survives the export
     g = torch.Generator().manual_seed(1)
     rgb, depth = torch.rand(3, 3, 200, 300, generator=g), torch.rand(3, 1, 128, 128, generator=g)
     frags = torch.rand(3, 3, 128, 128, generator=g)
@@ -167,7 +169,7 @@ def test_a_single_view_checkpoint_gets_no_fragments_and_scores_as_before(student
                              depth={"source": "prior"}, engine={"analysis_short_side": 192},
                              video={"sampling": "every_n", "every_n": 5})
     pipe = Pipeline(settings)
-    assert pipe.fragment_spec is None and pipe.scorer.model.fragment_spec is None
+    assert pipe.fragment_spec is None and pipe.scorer.model.card.fragments is None
     records = pipe.analyze(textured_clip, clip_id="c").frames
     with open_video(textured_clip, settings.video, short_side=192) as clip:
         frames = list(clip.frames())

@@ -51,5 +51,5 @@ def compile_network(model: nn.Module, mode: str = "default", backend: str = "ind
         return quality[:n].clone(), distortions[:n].clone()
 
     model.forward = forward  # type: ignore[method-assign]
-    model.compile_buckets = buckets  # type: ignore[assignment]  # read by Pipeline.warm_up
+    model.compile_buckets = tuple(buckets)  # read by Pipeline.warm_up
     return model

@@ -34,6 +34,7 @@ from torch import nn
 
 from stream_iqa import __version__
 from stream_iqa.images import resize_frames_and_depth
+from stream_iqa.model_card import ModelCard
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
 from stream_iqa.nn.checkpoint import CheckpointError, load_checkpoint
 from stream_iqa.nn.efficientnet_lite import load_imagenet_weights, supported_trunks
@@ -273,6 +274,18 @@ class DGIQALite(ScoringModel):
         self.flag_thresholds: dict[str, float] = {k: 0.5 for k in DISTORTIONS}
         self.version = __version__
         self.meta: dict[str, Any] = {}
+
+    @property
+    def card(self) -> ModelCard:
+        """The card of the model as it stands (thresholds and calibration change while it trains); for a loaded
+        checkpoint it equals ``ModelCard.from_checkpoint_meta`` of its ``model.json``."""
+        cfg = self.config
+        return ModelCard(
+            name=self.model_name, version=str(self.version), input_size=cfg.input_size, fragments=self.fragment_spec,
+            mean=tuple(cfg.mean), std=tuple(cfg.std), distortions=DISTORTIONS, flag_thresholds=self.flag_thresholds,
+            calibration=str(self.calibration.get("kind", "identity")), depth_source=self.meta.get("depth_source"),
+            tensors_sha256=self.meta.get("tensors_sha256"),
+        )
 
     # -- the raw network (training, export) ------------------------------------------------------------------
     def forward(self, x: torch.Tensor, depth: torch.Tensor, frags: torch.Tensor | None = None

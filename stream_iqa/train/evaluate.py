@@ -28,7 +28,7 @@ def predict_arrays(model: Any, data: ArraySet, batch_size: int = 64, raw: bool =
     was_training = model.training
     model.eval()
     qs, fs = [], []
-    two_view = getattr(model, "fragment_spec", None) is not None
+    two_view = model.fragment_spec is not None  # a DGIQALite: preprocess below is its own
     for i in range(0, len(data), batch_size):
         rgb, depth = data.tensors(slice(i, i + batch_size))
         x, d = model.preprocess(rgb, depth)
