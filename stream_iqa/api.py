@@ -17,12 +17,11 @@ the contract's), bad settings ``ConfigError``, a missing model file a ``ConfigEr
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from stream_iqa.depth.state import DepthState
+from stream_iqa.depth.state import DepthStates
 from stream_iqa.nn.registry import create_model, list_models
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, FrameRecord, ImageScore, ModelInfo
@@ -45,7 +44,8 @@ class Analyzer:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.pipeline = Pipeline(settings)
-        self._streams: OrderedDict[str, DepthState] = OrderedDict()
+        #: depth memory per ``stream_id``, as in the service
+        self.streams = DepthStates(self.pipeline.new_depth_state, STREAMS_KEPT)
 
     @property
     def model_info(self) -> ModelInfo:
@@ -65,7 +65,7 @@ class Analyzer:
         as it is scored (the per-frame dump)."""
         if clip_id is None:
             clip_id = "clip" if isinstance(video, (bytes, bytearray, memoryview)) else (Path(str(video)).name or "clip")
-        state = self._stream_state(stream_id) if stream_id is not None else self.pipeline.new_depth_state()
+        state = self.streams.get(stream_id) if stream_id is not None else self.pipeline.new_depth_state()
         return self.pipeline.analyze(video, clip_id=clip_id, stream_id=stream_id, depth_state=state,
                                      on_frame=on_frame).report
 
@@ -73,13 +73,6 @@ class Analyzer:
         """Each image (files, folders expanded in sorted order, or RGB uint8 arrays) → its quality, flag
         probabilities and flags, in input order. An unreadable file keeps its place with ``error`` set."""
         return list(score_each(self.pipeline.scorer, images))
-
-    def _stream_state(self, stream_id: str) -> DepthState:
-        state = self._streams.pop(stream_id, None) or self.pipeline.new_depth_state()
-        self._streams[stream_id] = state
-        while len(self._streams) > STREAMS_KEPT:
-            self._streams.popitem(last=False)
-        return state
 
 
 def create_analyzer(settings: Settings | None = None, *, config: str | Path | None = None,

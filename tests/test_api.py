@@ -49,9 +49,9 @@ def test_an_analyzer_is_reused_and_a_streams_segments_share_depth(analyzer, clip
         analyzer.analyze(clip, clip_id=f"seg{i}", stream_id="cam", on_frame=frames[i].append)
     assert len(frames[0]) == len(frames[1]) > 0
     # one depth state for the stream across both calls (it has seen both segments' frames), as in the service
-    assert analyzer._streams["cam"].frames == len(frames[0]) + len(frames[1])
+    assert analyzer.streams.peek("cam").frames == len(frames[0]) + len(frames[1])
     analyzer.analyze(clip, clip_id="other", stream_id="other")
-    assert analyzer._streams["other"].frames == len(frames[0])
+    assert analyzer.streams.peek("other").frames == len(frames[0])
     assert analyzer.model_info.name == "dgiqa-lite"
 
 

@@ -216,3 +216,24 @@ def test_measure_reuse_with_shipped_model(photos):
     assert result["mean_abs_dq"] <= 1.0
     assert result["max_abs_dq"] <= 5.0
     assert result["flag_changes"] == 0
+
+
+def test_depth_states_keep_the_most_recent_streams_and_forget_dropped_ones():
+    from stream_iqa.depth.state import DepthStates
+
+    made: list[DepthState] = []
+
+    def new() -> DepthState:
+        made.append(DepthState(PriorDepth()))
+        return made[-1]
+
+    states = DepthStates(new, capacity=2)
+    a, b = states.get("a"), states.get("b")
+    assert states.get("a") is a and len(made) == 2  # a stream seen again gets its own state back
+    states.get("c")  # evicts b, the least recently used
+    assert "b" not in states and "a" in states and states.peek("c") is made[-1] and len(states) == 2
+    assert states.get("b") is not b  # an evicted stream starts afresh
+    states.drop(["a", "never-seen"])
+    assert "a" not in states and len(states) == 2
+    with pytest.raises(ValueError, match="capacity"):
+        DepthStates(new, capacity=0)

@@ -27,8 +27,9 @@ similar grey interiors). Age still bounds how long a wrong map survives; lower `
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Sequence
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -252,3 +253,48 @@ class DepthState:
             if reason is not None:
                 self.fresh += 1
                 self.reasons[reason] += 1
+
+
+class DepthStates:
+    """Each stream's ``DepthState``, kept across its consecutive segments and bounded to the ``capacity`` streams
+    used most recently (least recently used first out), so a worker that sees many streams holds a fixed memory.
+
+    Why one class: the service (a stream per Kafka key) and ``stream_iqa.Analyzer`` (a ``stream_id`` per call) keep
+    the same memory; ``new`` makes a fresh state (``Pipeline.new_depth_state``). Thread-safe: the service's clip
+    threads ask for states while the poll thread drops those of revoked partitions."""
+
+    def __init__(self, new: Callable[[], DepthState], capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._new = new
+        self.capacity = capacity
+        self._states: OrderedDict[str, DepthState] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, stream_id: str) -> DepthState:
+        """The stream's state (a fresh one for a stream not seen, or evicted), now the most recently used."""
+        with self._lock:
+            state = self._states.pop(stream_id, None) or self._new()
+            self._states[stream_id] = state
+            while len(self._states) > self.capacity:
+                self._states.popitem(last=False)
+            return state
+
+    def drop(self, stream_ids: Iterable[str]) -> None:
+        """Forget these streams (their next segment starts from a fresh map), e.g. when their partition is revoked."""
+        with self._lock:
+            for stream_id in stream_ids:
+                self._states.pop(stream_id, None)
+
+    def __contains__(self, stream_id: object) -> bool:
+        with self._lock:
+            return stream_id in self._states
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._states)
+
+    def peek(self, stream_id: str) -> DepthState | None:
+        """The stream's state without touching its recency (for reports and tests), or None."""
+        with self._lock:
+            return self._states.get(stream_id)

@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 import traceback
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -34,7 +34,7 @@ import structlog
 from kafka import ConsumerRebalanceListener
 
 from stream_iqa.deadline import Cancelled, Deadline
-from stream_iqa.depth.state import DepthState
+from stream_iqa.depth.state import DepthState, DepthStates
 from stream_iqa.log import get_logger
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, ErrorRecord, Source
@@ -141,9 +141,10 @@ class Service:
         self._detached: list[_Clip] = []  # clips of revoked partitions: finish, never commit
         self._stuck: list[threading.Thread] = []  # clip threads that outlived their deadline (native code)
         self._poll_failing = False
-        self._depth: OrderedDict[str, DepthState] = OrderedDict()
-        self._streams_of: dict[Any, set[str]] = {}
-        self._depth_lock = threading.Lock()
+        #: each stream's depth state across its consecutive segments on this worker (``service.depth_states``)
+        self._depth = DepthStates(self.pipeline.new_depth_state, settings.service.depth_states)
+        self._streams_of: dict[Any, set[str]] = {}  # partition → the streams seen on it (clip threads add)
+        self._streams_lock = threading.Lock()
         self._health: HealthServer | None = None
         self._last_lag = 0.0
         self._assignment: frozenset[Any] = frozenset()
@@ -540,16 +541,13 @@ class Service:
                 backoff = min(backoff * 2, self.settings.service.reconnect_backoff_max_s)
 
     def _depth_state(self, stream_id: str, record: Any) -> DepthState:
-        """The stream's depth state, kept across its consecutive segments on this worker (LRU-bounded)."""
+        """The stream's depth state, kept across its consecutive segments on this worker (LRU-bounded), and noted
+        under its partition so that a revocation forgets it."""
         from kafka.structs import TopicPartition
 
-        with self._depth_lock:
-            state = self._depth.pop(stream_id, None) or self.pipeline.new_depth_state()
-            self._depth[stream_id] = state
-            while len(self._depth) > self.settings.service.depth_states:
-                self._depth.popitem(last=False)
+        with self._streams_lock:
             self._streams_of.setdefault(TopicPartition(record.topic, record.partition), set()).add(stream_id)
-            return state
+        return self._depth.get(stream_id)
 
     # -------------------------------------------------------------------------------------------- lifecycle
     def _connect(self, consumer_only: bool = False) -> bool:
@@ -659,9 +657,9 @@ class Service:
             self._backlog.pop(tp, None)
             if tp in self._running:
                 self._detached.append(self._running.pop(tp))
-            for stream in self._streams_of.pop(tp, set()):
-                with self._depth_lock:
-                    self._depth.pop(stream, None)
+            with self._streams_lock:
+                streams = self._streams_of.pop(tp, set())
+            self._depth.drop(streams)
             with contextlib.suppress(KeyError):
                 self.metrics.lag.remove(tp.topic, str(tp.partition))
         self._tracker.drop(list(revoked))
