@@ -33,9 +33,9 @@ train-default: $(STAMP)
 # quality head on native fragments of every CLIVE photo, stage 2 trains the whole-view flag path on that frozen trunk,
 # then every card figure of it.
 train-v2: $(STAMP)
-	$(PY) -m stream_iqa.train.quality_view --recipe configs/train-quality-view.yaml --final --out runs/v2-quality/model.safetensors
+	$(VENV)/bin/stream-iqa train-quality-view --recipe configs/train-quality-view.yaml --final --out runs/v2-quality/model.safetensors
 	$(VENV)/bin/stream-iqa train --recipe configs/train-v2-flags.yaml --final --out runs/v2/model.safetensors
-	$(PY) -m stream_iqa.train.report --checkpoint runs/v2/model.safetensors --json runs/v2/report.json
+	$(VENV)/bin/stream-iqa report --checkpoint runs/v2/model.safetensors --json runs/v2/report.json
 
 # The shipped model's ONNX graph, which `model.backend: auto` runs on CPU; re-run after every retrain (a stale graph is
 # refused by its weights hash).

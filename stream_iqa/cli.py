@@ -347,6 +347,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args, "stream-iqa " + shlex.join(args.argv))
 
 
+#: Tools for people who train, validate and measure the model: each keeps its own options (``stream-iqa NAME
+#: --help``) and is imported only when called, so the service's start-up never pays for them.
+TOOLS: dict[str, tuple[str, str]] = {
+    "report": ("stream_iqa.train.report", "every model-card figure of one checkpoint (flags, CLIVE, real/, ramps)"),
+    "train-quality-view": ("stream_iqa.train.quality_view",
+                           "model v2 stage 1: trunk + lean quality head on native fragments of CLIVE"),
+    "trunk-table": ("stream_iqa.train.trunk_table", "the accuracy/speed table that chose the trunk and its input"),
+    "synthesis-sheet": ("stream_iqa.train.synthesis_sheet", "contact sheet of every synthetic degradation"),
+    "flare-sheet": ("stream_iqa.train.flare_sheet", "rendered optical flares beside the real light-effect photos"),
+    "quantize": ("stream_iqa.quantize", "int8 student for CPU serving (ONNX Runtime static quantisation)"),
+    "brisque": ("stream_iqa.baselines.brisque_baseline", "BRISQUE (LIVE-trained SVR) as a reference point on a MOS data set"),
+    "bench-model": ("stream_iqa.bench.model_speed", "teacher vs student per frame, side by side in one run"),
+    "bench-fragments": ("stream_iqa.bench.fragment_speed", "served speed per fragment grid (the accuracy/speed table)"),
+    "bench-replay": ("stream_iqa.bench.replay_speed", "replay throughput against the decode-only floor, in one run"),
+    "bench-service": ("stream_iqa.bench.service_speed", "service throughput and latency through a real broker, against replay"),
+    "bench-streams": ("stream_iqa.bench.streams", "several streams through one engine: throughput and latency at 1/4/16"),
+    "gpu-check": ("stream_iqa.bench.gpu_check", "the prepared GPU check (run it wherever a GPU is available)"),
+}
+
+
+def cmd_tool(args: argparse.Namespace) -> int:
+    import importlib
+
+    module, _ = TOOLS[args.command]
+    main = importlib.import_module(module).main
+    old_argv0, sys.argv[0] = sys.argv[0], f"stream-iqa {args.command}"  # the tool's usage lines name the subcommand
+    try:
+        code = main(list(args.tool_args))
+    except SystemExit as exc:  # the tool's own argparse (--help: 0, a usage error: 2) or a message to its user
+        if isinstance(exc.code, str):
+            print(f"stream-iqa {args.command}: {exc.code}", file=sys.stderr)
+        code = exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    finally:
+        sys.argv[0] = old_argv0
+    return int(code or EXIT_OK)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from stream_iqa.nn.registry import list_models
 
@@ -465,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("models", help="list registered models")
     sp.set_defaults(func=cmd_models)
+
+    for name, (_, text) in TOOLS.items():
+        sp = sub.add_parser(name, help=text, add_help=False, prefix_chars="\0")
+        sp.add_argument("tool_args", nargs=argparse.REMAINDER)
+        sp.set_defaults(func=cmd_tool)
     return p
 
 

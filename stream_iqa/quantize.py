@@ -19,7 +19,7 @@ photos left out of calibration (quality error vs fp32), never on the validation 
 
 Benchmark (fp32 ONNX vs int8 ONNX vs PyTorch, speed and accuracy on the same data, one run)::
 
-    python -m stream_iqa.quantize --bench
+    stream-iqa quantize --bench
 """
 
 from __future__ import annotations
@@ -349,7 +349,3 @@ def main(argv: list[str] | None = None) -> None:
           f"threads={res['threads']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()

@@ -105,3 +105,15 @@ def test_only_video_opens_a_container_for_reading():
                 if not (isinstance(mode, ast.Constant) and str(mode.value).startswith("w")):
                     offenders.append(f"{module}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_the_command_line_is_the_only_entry_point_and_every_tool_is_one_of_its_subcommands():
+    import importlib
+
+    from stream_iqa.cli import TOOLS
+
+    entry_points = [m for m, p in MODULES.items() if '__name__ == "__main__"' in p.read_text()]
+    assert entry_points == ["stream_iqa.cli"]
+    for name, (module, _) in TOOLS.items():
+        assert module in MODULES, name
+        assert callable(importlib.import_module(module).main), name

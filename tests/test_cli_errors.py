@@ -182,3 +182,13 @@ def test_a_bug_keeps_its_traceback_and_exits_1():
     result = _run(code=code)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ValueError: a bug, not bad input" in result.stderr
+
+
+def test_a_tool_subcommand_passes_its_arguments_through_and_keeps_its_own_usage(capsys):
+    assert main(["report", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: stream-iqa report") and "--checkpoint" in out
+    assert main(["bench-model", "--no-such-option"]) == 2
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+    assert main(["train-quality-view", "--final"]) == 2  # the tool's own check, as one line naming the subcommand
+    assert capsys.readouterr().err.strip() == "stream-iqa train-quality-view: --final needs --out"

@@ -20,7 +20,7 @@ from stream_iqa.settings import DEFAULT_CHECKPOINT, Settings
 
 #: |Δquality| (0-100 scale) allowed between int8 and fp32 on each of the 8 fixed photos below. Calibrated on 8 photos
 #: as here, the largest difference on them is 3.2 (mean 1.2); calibrated on 64, the default preset differs from fp32
-#: by 1.5 on average over 679 CLIVE / validation images (`python -m stream_iqa.quantize --bench`). 7 leaves twice the
+#: by 1.5 on average over 679 CLIVE / validation images (`stream-iqa quantize --bench`). 7 leaves twice the
 #: observed maximum; a broken quantisation (wrong ranges, a lost calibration map, swapped inputs) is off by tens.
 MAX_DQ = 7.0
 #: flag probability change allowed on these photos (observed: 0.075)

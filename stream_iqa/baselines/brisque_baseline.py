@@ -116,7 +116,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     for name, subset in (("all", items), (f"val (split_items {args.val_fraction}, seed={args.seed})", val)):
         scores = np.array([score_of[item] for item in subset])
         print(_report_line(name, subset, scores, args.bootstrap, args.seed))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,11 +1,11 @@
 """Speed half of the two-view accuracy/speed table: the served student (ONNX Runtime, frames in) for each fragment
 grid and whole-view size, beside the single-view (v1) layout, measured side by side in one run.
 
-    python -m stream_iqa.bench.fragment_speed [--variants 7x32@192 6x32@192 5x32@192] [--batch 8] [--threads 2]
+    stream-iqa bench-fragments [--variants 7x32@192 6x32@192 5x32@192] [--batch 8] [--threads 2]
 
 ``GxP@S`` is a G×G grid of P-px native fragments (a (G·P)² quality view) with an S² whole view for the flags;
 ``v1@S`` is the single-view layout. Weights do not change speed, so every variant runs with random weights: the
-table can be made before any of them is trained. The accuracy half is ``python -m stream_iqa.train.quality_view
+table can be made before any of them is trained. The accuracy half is ``stream-iqa train-quality-view
 --set fragments=[G,P]`` on the same split seeds; models/README.md keeps both.
 """
 
@@ -69,7 +69,3 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|")
     for name, r in rates.items():
         print(f"| {name} | {r:.1f} | {1000.0 / r:.2f} | {r / rates[first]:.2f}× |")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,7 @@
 """The prepared GPU check: run it whenever a GPU is available and record its table, with the GPU's name, in
 BENCHMARKS.md.
 
-    python -m stream_iqa.bench.gpu_check [--json OUT.json]
+    stream-iqa gpu-check [--json OUT.json]
 
 Reports, on the current CUDA device (or on CPU with ``--device cpu``, for a smoke run):
 1. student frames/s at batch 1/8/32/128, fp32 and fp16 (autocast), BN folded and channels_last (the serving path),
@@ -115,7 +115,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

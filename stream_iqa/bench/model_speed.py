@@ -1,6 +1,6 @@
 """Teacher vs student per frame, measured side by side in one run (this machine is shared and noisy).
 
-    python -m stream_iqa.bench.model_speed [--checkpoint stream_iqa/weights/dgiqa-lite/model.safetensors] [--teacher-crops 10]
+    stream-iqa bench-model [--checkpoint stream_iqa/weights/dgiqa-lite/model.safetensors] [--teacher-crops 10]
         [--onnx] [--depth-anything] [--baseline OTHER.safetensors]
 
 Every configuration is timed in interleaved rounds and reported by its best round, so a burst of load from other
@@ -128,7 +128,3 @@ def main(argv: list[str] | None = None) -> None:
     if args.depth_anything:
         da_rate = rates["Depth Anything V2 ViT-S, 518 px"]
         print(f"vs teacher + its per-image Depth Anything pass: {s / (1 / (1 / t + 1 / da_rate)):.0f}× faster per frame")
-
-
-if __name__ == "__main__":
-    main()

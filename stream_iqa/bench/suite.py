@@ -488,11 +488,8 @@ def run(args: argparse.Namespace, command: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m stream_iqa.bench.suite", description=__doc__.splitlines()[0])
+    """``stream-iqa bench`` with these arguments (other benchmarks run a section of the suite through it)."""
+    ap = argparse.ArgumentParser(prog="stream-iqa bench", description=__doc__.splitlines()[0])
     add_arguments(ap)
     argv = sys.argv[1:] if argv is None else argv
-    return run(ap.parse_args(argv), "python -m stream_iqa.bench.suite " + " ".join(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return run(ap.parse_args(argv), "stream-iqa bench " + " ".join(argv))

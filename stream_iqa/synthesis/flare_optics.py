@@ -27,7 +27,7 @@ RGB and returned as such), ``severity`` in [0, 1], every random draw from the ``
 so a seed reproduces an image exactly. Pixel sizes are tuned, as there, for frames of ~512 px: the kernel is 0.6 of
 the frame diagonal, so cost grows with the square of the frame size.
 
-    python -m stream_iqa.train.flare_sheet docs/img/flare-optics-sheet.png   # the sheet in docs/SYNTHESIS.md
+    stream-iqa flare-sheet docs/img/flare-optics-sheet.png   # the sheet in docs/SYNTHESIS.md
 """
 
 from __future__ import annotations

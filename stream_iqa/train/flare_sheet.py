@@ -1,6 +1,6 @@
 """The contact sheet of optically rendered flares beside the real light-effect photos (docs/SYNTHESIS.md).
 
-    python -m stream_iqa.train.flare_sheet docs/img/flare-optics-sheet.png
+    stream-iqa flare-sheet docs/img/flare-optics-sheet.png
 
 Tooling, not runtime: it reads ``../shared/data``; the renderer it shows is ``stream_iqa.synthesis.flare_optics``.
 """
@@ -151,7 +151,3 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = flare_sheet(args.out, args.real_dir, tile=args.tile, seed=args.seed)
     print(f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB)")
-
-
-if __name__ == "__main__":
-    main()

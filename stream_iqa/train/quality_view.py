@@ -9,8 +9,8 @@ among variants of one pristine photo, so the score learns to fall with degradati
 frozen trunk (``stream-iqa train`` with ``init_from`` and ``train_only``), so the flags see the trunk they will run
 with.
 
-    python -m stream_iqa.train.quality_view --recipe configs/train-quality-view.yaml --split-seeds 0 1 2
-    python -m stream_iqa.train.quality_view --recipe configs/train-quality-view.yaml --final --out runs/q/model.safetensors
+    stream-iqa train-quality-view --recipe configs/train-quality-view.yaml --split-seeds 0 1 2
+    stream-iqa train-quality-view --recipe configs/train-quality-view.yaml --final --out runs/q/model.safetensors
 
 ``--split-seeds`` trains one model per CLIVE split (20 % held out, the split of ``split_items``) from ImageNet and
 prints held-out SROCC/PLCC per seed and their mean: differences under ~0.03 on 157 photos are noise, so recipes are
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -317,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--keep", type=Path, help="with --split-seeds: save each split's model in this folder")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="override recipe keys")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
     cfg = QualityViewConfig.from_yaml(args.recipe) if args.recipe else QualityViewConfig()
     for kv in args.set:
@@ -329,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.final:
         if args.out is None:
             raise SystemExit("--final needs --out")
-        write_final(cfg, settings, args.out, " ".join(["python -m stream_iqa.train.quality_view", *sys.argv[1:]]))
+        write_final(cfg, settings, args.out, shlex.join(["stream-iqa", "train-quality-view", *argv]))
         return
     seeds = args.split_seeds or [cfg.split_seed]
     rows = compare_split_seeds(cfg, settings, seeds, args.keep)
@@ -343,7 +345,3 @@ def main(argv: list[str] | None = None) -> None:
               + (f" {r['srocc_draws']:.3f} |" if draws else "") + f" {r['train_s']:.0f} |")
     print(f"| mean | {np.mean([r['srocc'] for r in rows]):.3f} | {np.mean([r['plcc'] for r in rows]):.3f} |"
           + (f" {np.mean([r['srocc_draws'] for r in rows]):.3f} |" if draws else "") + " |")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Every validation figure of the model card, from one command and one checkpoint:
 
-    python -m stream_iqa.train.report --checkpoint stream_iqa/weights/dgiqa-lite/model.safetensors [--json out.json]
+    stream-iqa report --checkpoint stream_iqa/weights/dgiqa-lite/model.safetensors [--json out.json]
 
 1. flags on unseen content: the natural *val* split, every distortion at every severity, mixtures included
    (the same cached synthetic val set training reports after each epoch);
@@ -93,7 +93,3 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         with open(args.json, "w") as fh:
             fh.write(text + "\n")
-
-
-if __name__ == "__main__":
-    main()

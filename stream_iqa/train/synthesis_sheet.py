@@ -1,7 +1,7 @@
 """Contact sheet of every synthetic distortion at severities 0.2 / 0.6 / 1.0, for eyeballing the models.
 
-    python -m stream_iqa.train.synthesis_sheet docs/img/synthesis.png --palette  # the figure in docs/SYNTHESIS.md
-    python -m stream_iqa.train.synthesis_sheet OUT.png [--image PHOTO] [--work 512] [--tile 176] [--seed 0]
+    stream-iqa synthesis-sheet docs/img/synthesis.png --palette  # the figure in docs/SYNTHESIS.md
+    stream-iqa synthesis-sheet OUT.png [--image PHOTO] [--work 512] [--tile 176] [--seed 0]
 
 The first row is the clean image and the prior's inverse depth (near = bright) that drives haze; each further row
 is one distortion, with the same seed across a row so that only the severity changes along it. Distortions run at
@@ -102,7 +102,3 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(args.out, optimize=True)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB, {sheet.width}×{sheet.height})")
-
-
-if __name__ == "__main__":
-    main()

@@ -5,8 +5,8 @@ regression trained on the CLIVE train part, SROCC on the held-out part — cheap
 fine-tuned student. Speed: the whole student (random heads, ImageNet trunk) at batch 8 under inference mode, all
 configurations timed in one interleaved run so machine noise hits them alike.
 
-    python -m stream_iqa.train.trunk_table [--sizes 160 192 224 256] [--trunks tf_efficientnet_lite0]
-    python -m stream_iqa.train.trunk_table --inputs whole@192 fragments@7x32 fragments@7x48 --split-seeds 0 1 2 3 4
+    stream-iqa trunk-table [--sizes 160 192 224 256] [--trunks tf_efficientnet_lite0]
+    stream-iqa trunk-table --inputs whole@192 fragments@7x32 fragments@7x48 --split-seeds 0 1 2 3 4
 
 ``--inputs`` compares what the trunk is fed (the whole frame resized, or native-resolution fragments,
 ``stream_iqa.nn.fragments``) on several CLIVE splits: features are extracted once per input, the ridge is refit per
@@ -133,7 +133,3 @@ def main(argv: list[str] | None = None) -> None:
     for key in models:
         trunk, size = key.split("@")
         print(f"| {trunk} | {size}×{size} | {acc[key]:.3f} | {fps[key]:.1f} |")
-
-
-if __name__ == "__main__":
-    main()
