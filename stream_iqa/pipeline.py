@@ -71,6 +71,23 @@ class Pipeline:
         #: the model's quality view: the decoder gathers these fragments from every sampled frame at native resolution
         self.fragment_spec: FragmentSpec | None = card.fragments
 
+    @classmethod
+    def for_concurrent_clips(cls, settings: Settings, clips_at_once: int, scorer: Scorer | None = None) -> Pipeline:
+        """A pipeline for ``clips_at_once`` clips analysed at a time (the service's ``max_in_flight``): the model gets
+        its share of the cores, and where ``engine.shared_batches`` says so (``auto``: on CUDA) one batcher merges
+        the clips' frames into shared model calls. ``close()`` stops that batcher."""
+        pipe = cls(settings, scorer=scorer, clips_at_once=clips_at_once)
+        eng = settings.engine
+        shared = eng.shared_batches == "on" or (eng.shared_batches == "auto" and pipe.scorer.device.type == "cuda")
+        if shared and clips_at_once > 1:
+            pipe.batcher = SharedBatcher(pipe.scorer, eng.shared_batch_size, eng.max_wait_ms)
+        return pipe
+
+    def close(self) -> None:
+        """Stop the shared batcher, if any (the model stays loaded; a pipeline without one has nothing to stop)."""
+        if self.batcher is not None:
+            self.batcher.close()
+
     @torch.inference_mode()
     def warm_up(self) -> None:
         """One throw-away batch at the engine's batch size, so the first real clip does not pay for first-call

@@ -90,3 +90,14 @@ def test_two_clips_analysed_at_once_through_shared_batches_report_as_alone(score
     for e, g in zip(expected, got):
         assert [s.type for s in g.segments] == [s.type for s in e.segments]
         assert np.isclose(g.quality.mean, e.quality.mean, atol=0.05)
+
+
+@pytest.mark.parametrize("shared, clips, batched", [("on", 2, True), ("on", 1, False), ("off", 4, False),
+                                                    ("auto", 4, False)])  # auto: shared on CUDA only
+def test_a_pipeline_for_concurrent_clips_shares_batches_where_the_settings_say(scorer, shared, clips, batched):
+    settings = Settings.load(model={"device": "cpu"}, depth={"source": "prior"}, engine={"shared_batches": shared})
+    pipe = Pipeline.for_concurrent_clips(settings, clips, scorer=scorer)
+    try:
+        assert (pipe.batcher is not None) == batched and pipe.scorer is scorer
+    finally:
+        pipe.close()

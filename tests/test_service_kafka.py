@@ -182,7 +182,7 @@ def test_clips_in_reports_out_with_the_right_segments_frames_and_metrics(broker,
                 ("cam3", (clip_dir / "hazy.mp4").read_bytes(),
                  [("content-type", b"video/mp4"), ("clip_id", b"hazy"), ("stream_id", b"cam3")])])
     run = Running(s, scorer)
-    assert (run.service._batcher is not None) == (shared_batches == "on")
+    assert (run.service.pipeline.batcher is not None) == (shared_batches == "on")
     try:
         run.wait(3)
         run.wait_until(lambda: committed(s) == end_offsets(s))

@@ -192,3 +192,16 @@ def test_serve_with_a_missing_model_names_the_setting(capsys, tmp_path):
 
     assert main(["serve", "--checkpoint", str(tmp_path / "none.safetensors")]) == 3
     assert "STREAM_IQA_MODEL__CHECKPOINT" in capsys.readouterr().err
+
+
+def test_a_service_is_built_from_the_pipeline_it_is_given():
+    from stream_iqa.pipeline import Pipeline
+    from stream_iqa.service.app import Service
+    from stream_iqa.settings import Settings
+
+    settings = Settings.load(model={"device": "cpu"}, depth={"source": "prior"})
+    pipe = Pipeline(settings)
+    service = Service(settings, pipeline=pipe)
+    assert service.pipeline is pipe
+    with pytest.raises(ValueError, match="a pipeline or a scorer"):
+        Service(settings, pipeline=pipe, scorer=pipe.scorer)

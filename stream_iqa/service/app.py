@@ -38,8 +38,7 @@ from stream_iqa.depth.state import DepthState, DepthStates
 from stream_iqa.log import get_logger
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, ErrorRecord, Source
-from stream_iqa.engine import SharedBatcher
-from stream_iqa.scoring import Scorer, load_scorer
+from stream_iqa.scoring import Scorer
 from stream_iqa.service.jobs import clip_id_hint, headers_of, input_policy, parse_job
 from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker
@@ -110,21 +109,20 @@ class Service:
     """The Kafka worker. ``run()`` blocks until ``stop()`` (or SIGTERM/SIGINT) and returns an exit code.
 
     ``on_report`` / ``on_error`` are called from clip threads after the broker acknowledged the output (hooks for
-    embedding programs and tests, in the manner of Quix Streams' callbacks). ``scorer`` (model + depth source) may be
-    shared between services in one process, to load the model once; each service keeps its own settings.
+    embedding programs and tests, in the manner of Quix Streams' callbacks). The service analyses with ``pipeline``
+    (the one replay and the Python API use; default: ``Pipeline.for_concurrent_clips`` for ``service.max_in_flight``
+    clips), or builds one around ``scorer`` (model + depth source), which may be shared between services in one
+    process to load the model once; each service keeps its own settings.
     """
 
     def __init__(self, settings: Settings, scorer: Scorer | None = None,
                  on_report: Callable[[Outcome], None] | None = None,
-                 on_error: Callable[[Outcome], None] | None = None) -> None:
+                 on_error: Callable[[Outcome], None] | None = None, pipeline: Pipeline | None = None) -> None:
+        if pipeline is not None and scorer is not None:
+            raise ValueError("pass a pipeline or a scorer, not both (the pipeline has its scorer)")
         self.settings = settings
-        scorer = scorer or load_scorer(settings)
-        eng = settings.engine
-        shared = eng.shared_batches == "on" or (eng.shared_batches == "auto" and scorer.device.type == "cuda")
-        self._batcher = (SharedBatcher(scorer, eng.shared_batch_size, eng.max_wait_ms)
-                         if shared and settings.service.max_in_flight > 1 else None)
-        self.pipeline = Pipeline(settings, scorer=scorer, batcher=self._batcher,
-                                 clips_at_once=settings.service.max_in_flight)
+        self.pipeline = pipeline or Pipeline.for_concurrent_clips(settings, settings.service.max_in_flight,
+                                                                  scorer=scorer)
         self.on_report, self.on_error = on_report, on_error
         self.metrics = ServiceMetrics()
         self._stop = threading.Event()  # stop taking work, drain
@@ -616,8 +614,7 @@ class Service:
 
     def _close(self) -> None:
         self._abandon.set()  # clip threads still running stop at their next check; none is waited for
-        if self._batcher is not None:
-            self._batcher.close()
+        self.pipeline.close()
         self._close_clients()
         if self._health is not None:
             self._health.stop()
