@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import signal
 import threading
 import time
@@ -42,6 +41,7 @@ from stream_iqa.scoring import Scorer
 from stream_iqa.service.jobs import clip_id_hint, headers_of, input_policy, parse_job
 from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker
+from stream_iqa.service.publisher import Message, Publisher, error_messages, report_messages
 from stream_iqa.settings import Settings
 from stream_iqa.video.errors import ClipTimeoutError, InputError, InvalidMessageError
 
@@ -53,10 +53,6 @@ STUCK_GRACE_S = 10.0
 
 class ServiceStartError(RuntimeError):
     """The service cannot start (a port taken, …): a one-line message naming the setting to change."""
-
-
-class Abandoned(Cancelled):
-    """A clip given up (shutdown deadline passed): its offset is not committed, so the group redelivers it."""
 
 
 class Undecodable(NamedTuple):
@@ -127,6 +123,7 @@ class Service:
         self.metrics = ServiceMetrics()
         self._stop = threading.Event()  # stop taking work, drain
         self._abandon = threading.Event()  # give up in-flight publishing (deadline passed / second signal)
+        self._publisher = Publisher(lambda: self._producer, settings.kafka, settings.service, self._abandon)
         self._wake = threading.Event()  # a clip finished: the loop should commit and start the next at once
         self._heartbeat = Heartbeat(stale_s=max(30.0, settings.kafka.request_timeout_ms / 1000 * 2))
         self._ready = False
@@ -441,13 +438,13 @@ class Service:
                 return True
             return self._answer(outcome, messages, record, started)
 
-    def _analyse(self, clip: _Clip) -> tuple[Outcome, list[tuple[str, bytes | None, bytes]]]:
+    def _analyse(self, clip: _Clip) -> tuple[Outcome, list[Message]]:
         record = clip.record
         source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
         where = f"{record.topic}/{record.partition}@{record.offset}"
         key = idempotency_key(record.topic, record.partition, record.offset)
         outcome = Outcome(source=source)
-        messages: list[tuple[str, bytes | None, bytes]] = []
+        messages: list[Message] = []
         clip_id: str | None = None
         stream_key = record.key
         try:
@@ -466,12 +463,7 @@ class Service:
                 deadline=clip.deadline)
             report = analysis.report.model_copy(update={"idempotency_key": key})
             outcome.report = report
-            if self.settings.kafka.publish_frames:
-                for f in analysis.frames:
-                    body = {"clip_id": job.clip_id, "stream_id": job.stream_id, "idempotency_key": key,
-                            **f.model_dump(mode="json", exclude_none=True)}
-                    messages.append((self.settings.kafka.frames_topic, stream_key, _json(body)))
-            messages.append((self.settings.kafka.output_topic, stream_key, report.model_dump_json().encode()))
+            messages = report_messages(self.settings.kafka, report, analysis.frames, stream_key)
             self.metrics.observe_clip(len(analysis.frames), analysis.depth_computed, analysis.timings,
                                       time.monotonic() - clip.started)
             if report.integrity is not None and report.integrity.truncated:
@@ -489,18 +481,18 @@ class Service:
             outcome.error = ErrorRecord(clip_id=clip_id, code="internal", source=source, idempotency_key=key,
                                         message=f"{where}: {type(exc).__name__}: {detail}")
         if outcome.error is not None:
-            messages = [(self.settings.kafka.errors_topic, stream_key, outcome.error.model_dump_json().encode())]
+            messages = error_messages(self.settings.kafka, outcome.error, stream_key)
             log.warning("clip failed", code=outcome.error.code, message=outcome.error.message)
         return outcome, messages
 
-    def _answer(self, outcome: Outcome, messages: list[tuple[str, bytes | None, bytes]], record: Any,
+    def _answer(self, outcome: Outcome, messages: list[Message], record: Any,
                 started: float) -> bool:
         """Publish (retried until acknowledged, or ``Abandoned``), count, and call the embedding program back; True
         once the broker acknowledged."""
         key = idempotency_key(record.topic, record.partition, record.offset)
         if outcome.error is not None and not messages:
-            messages = [(self.settings.kafka.errors_topic, record.key, outcome.error.model_dump_json().encode())]
-        self._publish(messages, key)
+            messages = error_messages(self.settings.kafka, outcome.error, record.key)
+        self._publisher.publish(messages, key)
         seconds = time.monotonic() - started
         self.metrics.clip_seconds.observe(seconds)
         if outcome.report is not None:
@@ -519,24 +511,6 @@ class Service:
             except Exception:  # noqa: BLE001 - the output is acknowledged: a failing hook must not undo that
                 log.exception("on_report/on_error callback failed")
         return True
-
-    def _publish(self, messages: list[tuple[str, bytes | None, bytes]], key: str) -> None:
-        """Send all, then wait for every ack; on failure send them all again (duplicates carry the same key)."""
-        backoff = self.settings.service.reconnect_backoff_s
-        headers = [("idempotency-key", key.encode()), ("content-type", b"application/json")]
-        while True:
-            try:
-                futures = [self._producer.send(topic, key=k, value=v, headers=headers) for topic, k, v in messages]
-                for f in futures:
-                    f.get(timeout=self.settings.kafka.delivery_timeout_s)
-                return
-            except Exception as exc:  # noqa: BLE001 - broker down, timeouts, leader changes: all retried
-                if self._abandon.is_set():
-                    raise Abandoned("shutdown deadline passed before the broker acknowledged") from exc
-                log.warning("publish failed; retrying", error=repr(exc), backoff_s=backoff)
-                if self._abandon.wait(backoff):
-                    raise Abandoned("shutdown deadline passed before the broker acknowledged") from exc
-                backoff = min(backoff * 2, self.settings.service.reconnect_backoff_max_s)
 
     def _depth_state(self, stream_id: str, record: Any) -> DepthState:
         """The stream's depth state, kept across its consecutive segments on this worker (LRU-bounded), and noted
@@ -718,10 +692,6 @@ def _join_state(consumer: Any) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001
             state[name] = f"unreadable ({type(exc).__name__})"
     return state
-
-
-def _json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class _Rebalance(ConsumerRebalanceListener):
