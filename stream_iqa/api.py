@@ -25,7 +25,7 @@ from stream_iqa.depth.state import DepthStates
 from stream_iqa.nn.registry import create_model, list_models
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, FrameRecord, ImageScore, ModelInfo
-from stream_iqa.scoring import ImageInput, score_each
+from stream_iqa.model.scorer import ImageInput, score_each
 from stream_iqa.settings import Settings
 from stream_iqa.video.source import VideoInput
 

@@ -77,7 +77,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from stream_iqa.schema import DISTORTION_TYPES
-    from stream_iqa.scoring import load_scorer, score_each
+    from stream_iqa.model.scorer import load_scorer, score_each
 
     settings = _model_settings(args)
     scorer = load_scorer(settings)
@@ -141,7 +141,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from stream_iqa.data.mos import load_mos_dataset
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.scorer import load_scorer
     from stream_iqa.train.evaluate import evaluate_images
 
     settings = _model_settings(args)
@@ -263,12 +263,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = _model_settings(args)
     if args.photos:
         from stream_iqa.photo_demo import run_demo
-        from stream_iqa.scoring import load_scorer
+        from stream_iqa.model.scorer import load_scorer
 
         run_demo(load_scorer(settings), severity=args.severity)
         return EXIT_OK
     from stream_iqa.log import configure_logging
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.scorer import load_scorer
     from stream_iqa.service.kafka_demo import run_kafka_demo
 
     on_terminal = _terminal() and not args.verbose
@@ -306,8 +306,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from stream_iqa.export import export_onnx
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.export import export_onnx
+    from stream_iqa.model.scorer import load_scorer
 
     # the PyTorch model is what gets exported, whatever backend the settings would serve with
     settings = _model_settings(args, model={"device": "cpu", "backend": "torch"})
@@ -322,7 +322,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_OK
     import tempfile
 
-    from stream_iqa.quantize import quantize_from_data
+    from stream_iqa.model.quantize import quantize_from_data
 
     if args.calibration_frames < 1:
         print("stream-iqa export: --calibration-frames must be at least 1", file=sys.stderr)
@@ -356,7 +356,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "trunk-table": ("stream_iqa.train.trunk_table", "the accuracy/speed table that chose the trunk and its input"),
     "synthesis-sheet": ("stream_iqa.train.synthesis_sheet", "contact sheet of every synthetic degradation"),
     "flare-sheet": ("stream_iqa.train.flare_sheet", "rendered optical flares beside the real light-effect photos"),
-    "quantize": ("stream_iqa.quantize", "int8 student for CPU serving (ONNX Runtime static quantisation)"),
+    "quantize": ("stream_iqa.model.quantize", "int8 student for CPU serving (ONNX Runtime static quantisation)"),
     "brisque": ("stream_iqa.baselines.brisque_baseline", "BRISQUE (LIVE-trained SVR) as a reference point on a MOS data set"),
     "bench-model": ("stream_iqa.bench.model_speed", "teacher vs student per frame, side by side in one run"),
     "bench-fragments": ("stream_iqa.bench.fragment_speed", "served speed per fragment grid (the accuracy/speed table)"),
@@ -491,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="int8 ONNX Runtime static quantisation, calibrated on natural train-split photos")
     sp.add_argument("--calibration-frames", type=int, default=64, help="photos for --int8 calibration (default 64)")
     sp.add_argument("--int8-preset", default="pointwise", choices=["pointwise", "trunk", "all", "dynamic"],
-                    help="which layers --int8 quantises (see stream_iqa/quantize.py)")
+                    help="which layers --int8 quantises (see stream_iqa/model/quantize.py)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("bench", help="every stage measured side by side in one run (tables for BENCHMARKS.md)")

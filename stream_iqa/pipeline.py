@@ -20,12 +20,12 @@ import torch
 
 from stream_iqa.deadline import Deadline
 from stream_iqa.depth.state import DepthState
-from stream_iqa.engine import SharedBatcher
+from stream_iqa.model.batcher import SharedBatcher
 from stream_iqa.fragments import FragmentSpec
 from stream_iqa.log import get_logger
 from stream_iqa.nn.api import DISTORTIONS
 from stream_iqa.schema import ClipReport, Distortions, FrameRecord, Integrity, ModelInfo, Source
-from stream_iqa.scoring import Scorer, load_scorer, model_threads, split_cpu_threads
+from stream_iqa.model.scorer import Scorer, load_scorer, model_threads, split_cpu_threads
 from stream_iqa.settings import Settings
 from stream_iqa.temporal import build_report
 from stream_iqa.video import InputPolicy, SampledFrame, VideoInput, open_video, video_error
@@ -56,7 +56,7 @@ class Pipeline:
     def __init__(self, settings: Settings, scorer: Scorer | None = None, batcher: SharedBatcher | None = None,
                  clips_at_once: int = 1) -> None:
         """``clips_at_once``: clips this process analyses concurrently (the service's ``max_in_flight``); on CPU the
-        model gets its share of the cores, the rest is left to the decoders (``scoring.model_threads``)."""
+        model gets its share of the cores, the rest is left to the decoders (``model.scorer.model_threads``)."""
         self.settings = settings
         if scorer is None:  # the thread count is known before the model loads: one ONNX Runtime session, not two
             threads = {"threads": model_threads(settings, clips_at_once)}  # CPU pools only; ignored on CUDA
@@ -64,7 +64,7 @@ class Pipeline:
         else:
             split_cpu_threads(scorer, settings, clips_at_once)
         self.scorer = scorer
-        self.batcher = batcher  # model calls shared with other clips analysed at once (stream_iqa.engine)
+        self.batcher = batcher  # model calls shared with other clips analysed at once (stream_iqa.model.batcher)
         card = self.scorer.model.card
         self.model_info = ModelInfo(name=card.name, version=card.version)
         self.thresholds: dict[str, float] = card.thresholds()

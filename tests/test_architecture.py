@@ -1,7 +1,7 @@
 """The import rules of docs/ARCHITECTURE.md, read from the code itself (every import, at any depth of a function).
 
 The runtime — what replay, the service, the demo and the Python API run — never imports the tooling (``train/``,
-``bench/``, ``quantize.py``); the command line reaches the tooling only inside the subcommands that need it; settings
+``bench/``, ``model/quantize.py``); the command line reaches the tooling only inside the subcommands that need it; settings
 and the output contract import no stage; and only ``video/`` opens a container for reading, so every input is vetted
 the same way.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "stream_iqa"
-TOOLING = ("stream_iqa.train", "stream_iqa.bench", "stream_iqa.quantize")
+TOOLING = ("stream_iqa.train", "stream_iqa.bench", "stream_iqa.model.quantize")
 #: what the foundations may import: each other, nothing that runs a stage
 FOUNDATIONS = {
     "stream_iqa.schema": set(),

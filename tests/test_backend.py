@@ -8,13 +8,13 @@ import onnx
 import pytest
 import torch
 
-from stream_iqa.export import OnnxRuntimeModel
+from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
 from stream_iqa.images import to_tensor
 from stream_iqa.log import configure_logging
-from stream_iqa.model_card import ModelCard
+from stream_iqa.model.card import ModelCard
 from stream_iqa.nn.checkpoint import read_meta
 from stream_iqa.nn.lite import DGIQALite
-from stream_iqa.scoring import load_scorer
+from stream_iqa.model.scorer import load_scorer
 from stream_iqa.settings import DEFAULT_CHECKPOINT, Settings
 
 SHIPPED_ONNX = DEFAULT_CHECKPOINT.with_suffix(".onnx")
@@ -83,8 +83,8 @@ def test_set_threads_rebuilds_the_session_and_keeps_the_scores():
 
 
 def test_the_cores_are_split_between_models_and_decoders_for_both_backends(monkeypatch):
-    import stream_iqa.scoring as scoring
-    from stream_iqa.scoring import model_threads, split_cpu_threads
+    import stream_iqa.model.scorer as scoring
+    from stream_iqa.model.scorer import model_threads, split_cpu_threads
 
     scorer = load_scorer(_cpu())
     calls: list[int] = []
@@ -107,7 +107,7 @@ def test_backend_onnxruntime_without_a_file_names_the_setting(tmp_path):
 
 
 def test_depth_is_computed_at_the_models_input_size(photos):
-    from stream_iqa.scoring import Scorer
+    from stream_iqa.model.scorer import Scorer
 
     scorer = load_scorer(_cpu())
     rgb = to_tensor(photos["coffee"])

@@ -87,7 +87,7 @@ def test_config_prints_effective_settings(capsys, monkeypatch):
 
 def test_depth_source_other_than_the_trained_one_is_logged(student_checkpoint, monkeypatch, capsys):
     from stream_iqa.log import configure_logging
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.scorer import load_scorer
     from stream_iqa.settings import Settings
 
     configure_logging("INFO", "json")

@@ -53,7 +53,7 @@ def test_compiled_scores_equal_eager_at_every_batch_size(student):
 
 def test_warm_up_compiles_every_bucket_up_to_the_batch_size(student):
     from stream_iqa.pipeline import Pipeline
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.scorer import load_scorer
 
     torch._dynamo.reset()
     settings = Settings.load(model={"device": "cpu", "backend": "torch"}, depth={"source": "prior"},
@@ -66,7 +66,7 @@ def test_warm_up_compiles_every_bucket_up_to_the_batch_size(student):
 
 
 def test_the_setting_compiles_the_torch_student_lazily():
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.scorer import load_scorer
 
     model = load_scorer(Settings.load(model={"device": "cpu", "backend": "torch", "compile": "reduce-overhead"},
                                       depth={"source": "prior"})).model

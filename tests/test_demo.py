@@ -6,7 +6,7 @@ from rich.console import Console
 
 from stream_iqa.cli import main
 from stream_iqa.photo_demo import run_demo
-from stream_iqa.scoring import load_scorer
+from stream_iqa.model.scorer import load_scorer
 from stream_iqa.settings import Settings
 
 

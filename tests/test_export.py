@@ -11,7 +11,8 @@ import torch
 from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.cli import main
 from stream_iqa.depth.prior import PriorDepth
-from stream_iqa.export import OnnxRuntimeModel, ExportableStudent
+from stream_iqa.model.export import ExportableStudent
+from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
 from stream_iqa.images import to_tensor
 from stream_iqa.nn import create_model
 from stream_iqa.nn.lite import _interp

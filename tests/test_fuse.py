@@ -49,7 +49,7 @@ def test_a_training_model_is_refused(student):
 
 
 def test_the_loaded_torch_scorer_is_the_folded_channels_last_student():
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.scorer import load_scorer
 
     model = load_scorer(Settings.load(model={"device": "cpu", "backend": "torch"}, depth={"source": "prior"})).model
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())

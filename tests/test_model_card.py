@@ -8,7 +8,7 @@ import json
 import pytest
 
 from stream_iqa.fragments import FragmentSpec
-from stream_iqa.model_card import ModelCard
+from stream_iqa.model.card import ModelCard
 from stream_iqa.nn.checkpoint import read_meta
 from stream_iqa.settings import DEFAULT_CHECKPOINT
 
@@ -68,3 +68,12 @@ def test_the_teacher_has_a_card_without_flags_or_input_size():
     card = DGIQA(crops=1).card
     assert card.name == "dgiqa" and card.input_size is None and card.distortions == () and card.fragments is None
     assert card.thresholds() == {"low_light": 0.5, "haze": 0.5, "flare": 0.5}
+
+
+def test_the_card_is_read_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys; from stream_iqa.model.card import ModelCard; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -11,11 +11,12 @@ import torch
 
 from stream_iqa.cli import main
 from stream_iqa.depth.prior import PriorDepth
-from stream_iqa.export import OnnxRuntimeModel, export_onnx
+from stream_iqa.model.export import export_onnx
+from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
 from stream_iqa.images import read_rgb, to_tensor
 from stream_iqa.nn import create_model
-from stream_iqa.quantize import FrameReader, calibration_paths, graph_fragments, quantize_onnx
-from stream_iqa.scoring import load_scorer
+from stream_iqa.model.quantize import FrameReader, calibration_paths, graph_fragments, quantize_onnx
+from stream_iqa.model.scorer import load_scorer
 from stream_iqa.settings import DEFAULT_CHECKPOINT, Settings
 
 #: |Δquality| (0-100 scale) allowed between int8 and fp32 on each of the 8 fixed photos below. Calibrated on 8 photos

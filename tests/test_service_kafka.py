@@ -21,7 +21,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip, segment_f1
-from stream_iqa.scoring import Scorer, load_scorer
+from stream_iqa.model.scorer import Scorer, load_scorer
 from stream_iqa.service.app import Outcome, Service, idempotency_key
 from stream_iqa.service.broker import EmbeddedBroker, free_port
 from stream_iqa.service.kafka_demo import read_topic

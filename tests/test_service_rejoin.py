@@ -17,7 +17,7 @@ import pytest
 from kafka import TopicPartition
 
 from stream_iqa.errors import ConfigError
-from stream_iqa.scoring import Scorer, load_scorer
+from stream_iqa.model.scorer import Scorer, load_scorer
 from stream_iqa.service.app import Service
 from stream_iqa.settings import Settings
 

@@ -90,9 +90,10 @@ def test_pipeline_scores_quality_from_native_fragments(two_view_checkpoint, text
 
 
 def test_onnx_graph_and_shared_batcher_agree_with_the_model(two_view_checkpoint, tmp_path):
-    from stream_iqa.engine import SharedBatcher
-    from stream_iqa.export import OnnxRuntimeModel, export_onnx
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.batcher import SharedBatcher
+    from stream_iqa.model.export import export_onnx
+    from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
+    from stream_iqa.model.scorer import load_scorer
 
     model, _ = lite_from_checkpoint(two_view_checkpoint)
     meta = export_onnx(model, tmp_path / "m.onnx")
@@ -132,7 +133,8 @@ def test_onnx_graph_and_shared_batcher_agree_with_the_model(two_view_checkpoint,
 def test_without_depth_guidance_the_flags_ignore_depth_and_the_onnx_graph_still_takes_it(tmp_path):
     """LiteConfig(depth_guidance=False), the ablation: the same network reading a constant depth map. Its outputs do
     not move with the depth input (with guidance they do), and the exported graph keeps its depth input."""
-    from stream_iqa.export import OnnxRuntimeModel, export_onnx
+    from stream_iqa.model.export import export_onnx
+    from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
 
     torch.manual_seed(0)
     cfg = dict(input_size=(128, 128), fragments=(SPEC.grid, SPEC.patch))

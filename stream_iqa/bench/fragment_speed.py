@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from stream_iqa.export import OnnxRuntimeModel, export_onnx
+    from stream_iqa.model.export import export_onnx
+    from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
     from stream_iqa.nn.lite import DGIQALite, LiteConfig
 
     frames = torch.rand(args.batch, 3, 360, 640)  # 640×360 frames in, as model_speed

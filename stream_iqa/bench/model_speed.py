@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         import tempfile
         from pathlib import Path
 
-        from stream_iqa.export import OnnxRuntimeModel, export_onnx
+        from stream_iqa.model.export import export_onnx
+
+        from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
 
         onnx_path = Path(tempfile.mkdtemp()) / "student.onnx"
         export_onnx(student, onnx_path)

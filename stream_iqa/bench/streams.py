@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from stream_iqa.bench.service_speed import make_clips
-from stream_iqa.engine import SharedBatcher
+from stream_iqa.model.batcher import SharedBatcher
 from stream_iqa.pipeline import Pipeline
-from stream_iqa.scoring import load_scorer
+from stream_iqa.model.scorer import load_scorer
 from stream_iqa.settings import Settings
 
 

@@ -165,7 +165,7 @@ def section_models(cfg: BenchConfig) -> Section:
     from stream_iqa.nn import create_model
     from stream_iqa.nn.fuse import fold_batchnorm, optimize_for_inference
     from stream_iqa.nn.lite import DGIQALite, LiteConfig
-    from stream_iqa.scoring import load_scorer
+    from stream_iqa.model.scorer import load_scorer
     from stream_iqa.settings import DEFAULT_CHECKPOINT
 
     device = torch.device(cfg.device)
@@ -236,7 +236,7 @@ def section_models(cfg: BenchConfig) -> Section:
     if device.type == "cpu":
         import onnxruntime as ort
 
-        from stream_iqa.export import ExportableStudent, export_onnx
+        from stream_iqa.model.export import ExportableStudent, export_onnx
 
         onnx_path = DEFAULT_CHECKPOINT.with_suffix(".onnx")
         tmp = tempfile.TemporaryDirectory()
@@ -299,7 +299,7 @@ def section_depth(cfg: BenchConfig) -> Section:
 
     from stream_iqa.depth.depth_anything import DepthAnythingSource
     from stream_iqa.pipeline import Pipeline
-    from stream_iqa.scoring import Scorer, load_scorer
+    from stream_iqa.model.scorer import Scorer, load_scorer
 
     path = _clip(cfg)
     label, duration = _clip_info(path)

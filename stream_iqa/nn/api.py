@@ -11,7 +11,7 @@ from typing import NamedTuple, Protocol
 import torch
 
 from stream_iqa.fragments import FragmentSpec
-from stream_iqa.model_card import ModelCard
+from stream_iqa.model.card import ModelCard
 from stream_iqa.schema import DISTORTION_TYPES
 
 #: the distortion types the flags cover, in head order: the output contract's list, defined there once
@@ -25,7 +25,7 @@ class IQAOutput(NamedTuple):
 
 class ServedModel(Protocol):
     """What the pipeline, the batcher and ``score`` need of whatever serves: a PyTorch ``ScoringModel`` or the ONNX
-    Runtime backend (``stream_iqa.export.OnnxRuntimeModel``). Everything else they know comes from ``card``."""
+    Runtime backend (``stream_iqa.model.onnx_runtime.OnnxRuntimeModel``). Everything else they know comes from ``card``."""
 
     @property
     def card(self) -> ModelCard: ...
@@ -58,7 +58,7 @@ class ScoringModel(torch.nn.Module):
 
     @property
     def card(self) -> ModelCard:
-        """What the model says about itself (``stream_iqa.model_card``); subclasses with trained metadata extend it."""
+        """What the model says about itself (``stream_iqa.model.card``); subclasses with trained metadata extend it."""
         return ModelCard(name=self.model_name, version=str(self.version), fragments=self.fragment_spec)
 
     @property

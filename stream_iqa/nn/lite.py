@@ -34,7 +34,7 @@ from torch import nn
 
 from stream_iqa import __version__
 from stream_iqa.images import resize_frames_and_depth
-from stream_iqa.model_card import ModelCard
+from stream_iqa.model.card import ModelCard
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
 from stream_iqa.nn.checkpoint import CheckpointError, load_checkpoint
 from stream_iqa.nn.efficientnet_lite import load_imagenet_weights, supported_trunks

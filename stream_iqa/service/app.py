@@ -37,7 +37,7 @@ from stream_iqa.depth.state import DepthState, DepthStates
 from stream_iqa.log import get_logger
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, ErrorRecord, Source
-from stream_iqa.scoring import Scorer
+from stream_iqa.model.scorer import Scorer
 from stream_iqa.service.jobs import clip_id_hint, headers_of, input_policy, parse_job
 from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
 from stream_iqa.log import get_logger
-from stream_iqa.scoring import Scorer
+from stream_iqa.model.scorer import Scorer
 from stream_iqa.service.app import Outcome, Service
 from stream_iqa.service.broker import EmbeddedBroker
 from stream_iqa.settings import Settings

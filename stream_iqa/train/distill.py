@@ -29,7 +29,7 @@ from stream_iqa.log import get_logger
 from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, lite_from_checkpoint
 from stream_iqa.nn.registry import create_model
-from stream_iqa.scoring import expand_paths
+from stream_iqa.model.scorer import expand_paths
 from stream_iqa.settings import Settings
 from stream_iqa.train.dataset import to_unit_tensors
 from stream_iqa.train.trainer import pairwise_rank_loss

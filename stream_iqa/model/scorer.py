@@ -79,7 +79,7 @@ def load_onnx_model(settings: Settings, device: torch.device) -> Any | None:
     error naming the setting); ``auto`` takes the graph only where it is the same model and faster: CPU, fp32, the
     student, and a graph whose recorded weights hash is the checkpoint's (a stale export would silently score with
     other weights). The graph is read once, by the session that will serve it."""
-    from stream_iqa.export import OnnxRuntimeModel
+    from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
 
     cfg = settings.model
     path = cfg.onnx if cfg.onnx is not None else (cfg.checkpoint.with_suffix(".onnx") if cfg.checkpoint else None)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip
-from stream_iqa.engine import SharedBatcher
+from stream_iqa.model.batcher import SharedBatcher
 from stream_iqa.images import to_tensor
 from stream_iqa.pipeline import Pipeline
-from stream_iqa.scoring import load_scorer
+from stream_iqa.model.scorer import load_scorer
 from stream_iqa.settings import Settings
 
 

@@ -224,7 +224,8 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     same data (CLIVE SROCC, per-flag AUROC on the synthetic natural val split, max |Δquality| vs fp32)."""
     from stream_iqa.data.mos import load_mos_dataset, natural_split, split_items
     from stream_iqa.depth.prior import PriorDepth
-    from stream_iqa.export import OnnxGraphSession, ExportableStudent, export_onnx
+    from stream_iqa.model.export import ExportableStudent, export_onnx
+    from stream_iqa.model.onnx_runtime import OnnxGraphSession
     from stream_iqa.bench.model_speed import best_rate
     from stream_iqa.iqa_metrics import auroc, correlation_report
     from stream_iqa.nn import create_model

@@ -25,7 +25,7 @@ from stream_iqa.images import resize_tensor
 from stream_iqa.log import get_logger
 from stream_iqa.nn.api import IQAOutput
 from stream_iqa.nn.fragments import gather_fragments
-from stream_iqa.scoring import Scorer
+from stream_iqa.model.scorer import Scorer
 
 log = get_logger(__name__)
 
