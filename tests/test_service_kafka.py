@@ -22,7 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream_iqa.synthesis.clips import ClipSpec, Span, build_clip, segment_f1
 from stream_iqa.model.scorer import Scorer, load_scorer
-from stream_iqa.service.app import Outcome, Service, idempotency_key
+from stream_iqa.service.app import Outcome, Service, _join_state, idempotency_key
 from stream_iqa.service.broker import EmbeddedBroker, free_port
 from stream_iqa.service.kafka_demo import read_topic
 from stream_iqa.settings import Settings
@@ -123,9 +123,7 @@ class Running:
                                    for tp in c.assignment()},
             "subscription": lambda: sorted(c._subscription.subscription or ()),
             "paused": lambda: [str(tp) for tp in c.paused()],
-            "coordinator": lambda: (coord.coordinator_id, str(coord.state), str(coord._generation)),
-            "join": lambda: {"rejoin_needed": coord.rejoin_needed, "join_future": repr(coord.join_future),
-                             "need_rejoin": coord.need_rejoin()},
+            "join": lambda: {**_join_state(c), "need_rejoin": coord.need_rejoin()},  # the service's own log line
             "metadata_topics": lambda: sorted(c._client.cluster.topics()),
             "metadata_snapshot": lambda: {k: sorted(v) for k, v in coord._metadata_snapshot.items()},
         }
