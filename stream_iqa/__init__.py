@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "Analyzer": "stream_iqa.api",
     "create_model": "stream_iqa.nn.registry",
     "list_models": "stream_iqa.nn.registry",
+    "ModelCard": "stream_iqa.model.card",
     "Settings": "stream_iqa.settings",
     "ClipReport": "stream_iqa.schema",
     "FrameRecord": "stream_iqa.schema",
@@ -37,6 +38,7 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:
     from stream_iqa.api import Analyzer, analyze, create_analyzer, score_images
     from stream_iqa.errors import ConfigError
+    from stream_iqa.model.card import ModelCard
     from stream_iqa.nn.registry import create_model, list_models
     from stream_iqa.schema import ClipReport, ErrorRecord, FrameRecord, ImageScore
     from stream_iqa.settings import Settings

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stream_iqa.depth.state import DepthStates
+from stream_iqa.model.card import ModelCard
 from stream_iqa.nn.registry import create_model, list_models
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, FrameRecord, ImageScore, ModelInfo
@@ -46,6 +47,11 @@ class Analyzer:
         self.pipeline = Pipeline(settings)
         #: depth memory per ``stream_id``, as in the service
         self.streams = DepthStates(self.pipeline.new_depth_state, STREAMS_KEPT)
+
+    @property
+    def card(self) -> ModelCard:
+        """What the loaded model says about itself: name, version, input size, fragments, thresholds, depth source."""
+        return self.pipeline.scorer.model.card
 
     @property
     def model_info(self) -> ModelInfo:

@@ -52,7 +52,8 @@ def test_an_analyzer_is_reused_and_a_streams_segments_share_depth(analyzer, clip
     assert analyzer.streams.peek("cam").frames == len(frames[0]) + len(frames[1])
     analyzer.analyze(clip, clip_id="other", stream_id="other")
     assert analyzer.streams.peek("other").frames == len(frames[0])
-    assert analyzer.model_info.name == "dgiqa-lite"
+    assert analyzer.model_info.name == "dgiqa-lite" == analyzer.card.name
+    assert dict(analyzer.card.flag_thresholds) == analyzer.flag_thresholds
 
 
 def test_bytes_in_and_a_bad_input_raises_with_its_contract_code(analyzer, clip):
