@@ -431,12 +431,12 @@ def test_depth_state_carries_across_a_streams_segments_and_is_dropped_on_revocat
     try:
         outcomes = run.wait(3)
         tp = TopicPartition(s.kafka.input_topic, 0)
-        state = run.service._depth["cam"]
+        state = run.service._depth.peek("cam")
         assert run.service._streams_of[tp] == {"cam", "other"}
     finally:
         run.stop()
     # one state for the stream across both segments: it has seen both clips' frames (12 each)
     assert [o.report.frames_analyzed for o in outcomes] == [12, 12, 2] and state.frames == 24
-    assert run.service._depth["other"].frames == 2
+    assert run.service._depth.peek("other").frames == 2
     run.service._revoked([tp])
     assert not run.service._depth and tp not in run.service._streams_of

@@ -87,7 +87,8 @@ class ModelCard:
     def to_onnx_metadata(self) -> dict[str, str]:
         """The card as an ONNX graph's custom metadata (strings only), read back by ``from_onnx_metadata``."""
         meta = {"model": self.name, "version": self.version, "distortions": json.dumps(list(self.distortions)),
-                "flag_thresholds": json.dumps(dict(self.flag_thresholds)), "calibration": self.calibration,
+                # "score_calibration": an int8 graph keeps "calibration" for its quantisation set (model.quantize)
+                "flag_thresholds": json.dumps(dict(self.flag_thresholds)), "score_calibration": self.calibration,
                 "tensors_sha256": self.tensors_sha256 or ""}
         if self.input_size is not None:
             meta["input_size"] = json.dumps(list(self.input_size))
@@ -113,7 +114,7 @@ class ModelCard:
             input_size=tuple(json.loads(meta["input_size"])), fragments=FragmentSpec(*frag) if frag else None,
             mean=_triple(norm.get("mean")), std=_triple(norm.get("std")), distortions=distortions,
             flag_thresholds=json.loads(meta.get("flag_thresholds", "{}")),
-            calibration=meta.get("calibration", "identity"), depth_source=meta.get("depth_source") or None,
+            calibration=meta.get("score_calibration", "identity"), depth_source=meta.get("depth_source") or None,
             tensors_sha256=meta.get("tensors_sha256") or None,
         )
 
