@@ -15,11 +15,12 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may pick up a developer's STREAM_IQA_* settings."""
+    """No test may pick up a developer's STREAM_IQA_* settings. STREAM_IQA_TEST_* are not settings but switches of
+    the suite itself (``.ci/run`` sets STREAM_IQA_TEST_REQUIRE_CHROMIUM), so they stay."""
     import os
 
     for key in list(os.environ):
-        if key.startswith("STREAM_IQA_"):
+        if key.startswith("STREAM_IQA_") and not key.startswith("STREAM_IQA_TEST_"):
             monkeypatch.delenv(key)
     torch.manual_seed(0)
 
