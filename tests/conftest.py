@@ -15,12 +15,12 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test may pick up a developer's STREAM_IQA_* settings. STREAM_IQA_TEST_* are not settings but switches of
-    the suite itself (``.ci/run`` sets STREAM_IQA_TEST_REQUIRE_CHROMIUM), so they stay."""
+    """No test may pick up a developer's STREAM_IQA_* settings. The suite's own switches are named outside that
+    prefix (``.ci/run`` sets TEST_REQUIRE_CHROMIUM), so that this does not remove them and settings never see them."""
     import os
 
     for key in list(os.environ):
-        if key.startswith("STREAM_IQA_") and not key.startswith("STREAM_IQA_TEST_"):
+        if key.startswith("STREAM_IQA_"):
             monkeypatch.delenv(key)
     torch.manual_seed(0)
 

@@ -136,8 +136,8 @@ def test_html_placeholder_when_video_cannot_be_decoded(analysis: ClipAnalysis, t
 def test_html_renders_in_headless_chromium(analysis: ClipAnalysis, clip: Path, tmp_path: Path) -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
-        if os.environ.get("STREAM_IQA_TEST_REQUIRE_CHROMIUM"):  # set by .ci/run, which installs it
-            pytest.fail("chromium is required here (STREAM_IQA_TEST_REQUIRE_CHROMIUM) but not installed")
+        if os.environ.get("TEST_REQUIRE_CHROMIUM"):  # set by .ci/run, which installs it
+            pytest.fail("chromium is required here (TEST_REQUIRE_CHROMIUM) but not installed")
         pytest.skip("chromium not installed (Debian: apt-get install chromium; .ci/run installs it)")
     page = write_html(analysis, clip, tmp_path / "report.html")
     shot = tmp_path / "shot.png"
