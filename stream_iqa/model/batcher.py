@@ -45,7 +45,9 @@ class SharedBatcher:
         self.scorer = scorer
         self.batch_size = batch_size
         self.max_wait_s = max_wait_ms / 1000.0
-        self.input_size = scorer.model.card.input_size
+        card = scorer.model.card  # read once: a PyTorch student builds its card on each access
+        self.input_size = card.input_size
+        self.fragments = card.fragments
         self.calls = 0  # model calls made
         self.requests = 0  # requests served (calls < requests when batches were shared)
         self._queue: queue.Queue[_Request | None] = queue.Queue()
@@ -69,7 +71,7 @@ class SharedBatcher:
     def _fragments(self, batch: list[_Request]) -> torch.Tensor | None:
         """Every request's native fragments in one tensor; gathered per request from its own frames where a caller
         sent none (after ``_fit`` they would no longer be native)."""
-        spec = self.scorer.model.card.fragments
+        spec = self.fragments
         if spec is None:
             return None
         return torch.cat([r.fragments if r.fragments is not None else gather_fragments(r.rgb, spec) for r in batch])
