@@ -19,18 +19,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stream_iqa.depth.state import DepthStates
 from stream_iqa.model.card import ModelCard
-from stream_iqa.nn.registry import create_model, list_models
 from stream_iqa.pipeline import Pipeline
 from stream_iqa.schema import ClipReport, FrameRecord, ImageScore, ModelInfo
 from stream_iqa.model.scorer import ImageInput, score_each
 from stream_iqa.settings import Settings
 from stream_iqa.video.source import VideoInput
 
+if TYPE_CHECKING:
+    from stream_iqa.nn.registry import create_model, list_models
+
 __all__ = ["Analyzer", "analyze", "create_analyzer", "create_model", "list_models", "score_images"]
+
+
+def __getattr__(name: str) -> Any:
+    """``create_model`` and ``list_models`` are the PyTorch registry's, imported on first use, so that analysing
+    with the ONNX graph needs no torch."""
+    if name in ("create_model", "list_models"):
+        from stream_iqa.nn import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'stream_iqa.api' has no attribute {name!r}")
 
 #: depth states kept per stream by one Analyzer (least recently used dropped), as the service keeps them
 STREAMS_KEPT = 64

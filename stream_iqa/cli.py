@@ -61,13 +61,14 @@ def _model_settings(
 def _check_model(model: ModelSettings) -> None:
     """Turn what the registry would raise much later (KeyError for a name, RuntimeError for missing CUDA) into
     configuration errors now, before a broker starts or a clip is decoded."""
-    from stream_iqa.nn.registry import list_models, resolve_device
+    from stream_iqa.model.choice import known_model, resolve_device_name
 
-    known = list_models()
-    if model.name not in known:
-        raise ConfigError(f"model.name: unknown model {model.name!r}; known: {', '.join(known)}")
+    if not known_model(model.name):
+        from stream_iqa.nn.registry import list_models
+
+        raise ConfigError(f"model.name: unknown model {model.name!r}; known: {', '.join(list_models())}")
     try:
-        resolve_device(model.device)
+        resolve_device_name(model.device)
     except RuntimeError as exc:
         raise ConfigError(f"model.device: {exc}") from exc
 

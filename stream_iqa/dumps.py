@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stream_iqa.errors import FileError
-from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.model.served import DISTORTIONS
 from stream_iqa.schema import FrameRecord
 
 DUMP_SUFFIXES = (".jsonl", ".csv")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from stream_iqa.images import to_tensor
-from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.model.served import DISTORTIONS
 from stream_iqa.model.scorer import Scorer
 from stream_iqa.synthesis.degradations import Recipe, apply_recipe
 

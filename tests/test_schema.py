@@ -97,7 +97,7 @@ def test_frame_and_error_records_round_trip():
 
 
 def test_closed_sets_match_the_contract_and_the_model():
-    from stream_iqa.nn.api import DISTORTIONS
+    from stream_iqa.model.served import DISTORTIONS
     from stream_iqa.synthesis.degradations import FLAG_KINDS
 
     # one list, the contract's, in the heads' order (checkpoints store their flag thresholds by these names)

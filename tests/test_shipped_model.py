@@ -82,7 +82,7 @@ def test_flags_hold_on_real_photos_it_never_trained_on(shipped, shared_data):
     photos before): low light AUROC ≥ 0.99 with ≤ 2 % of the well-exposed twins flagged, ≥ 80 % of real hazy photos
     and ≥ 8 of 10 night light-effect photos flagged. A retrain that loses one of them must not ship."""
     from stream_iqa.data.real import load_real, real_flag_report
-    from stream_iqa.nn.api import DISTORTIONS
+    from stream_iqa.model.served import DISTORTIONS
     from stream_iqa.train.evaluate import score_images
 
     real = load_real(shared_data / "real", "dev")
@@ -98,7 +98,7 @@ def test_flags_hold_on_real_photos_it_never_trained_on(shipped, shared_data):
 def test_pristine_photos_are_not_flagged(shipped, shared_data):
     """The 58 pristine natural *val* photos as they are (≤ 2 %: at most one)."""
     from stream_iqa.data.mos import natural_split
-    from stream_iqa.nn.api import DISTORTIONS
+    from stream_iqa.model.served import DISTORTIONS
     from stream_iqa.train.evaluate import score_images
 
     val = natural_split(shared_data / "natural")["val"]

@@ -234,7 +234,7 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
     from stream_iqa.bench.model_speed import best_rate
     from stream_iqa.iqa_metrics import auroc, correlation_report
     from stream_iqa.nn import create_model
-    from stream_iqa.nn.api import DISTORTIONS
+    from stream_iqa.model.served import DISTORTIONS
     from stream_iqa.settings import DEFAULT_CHECKPOINT
     from stream_iqa.train.dataset import build_synthetic, cache_key, cached
     from stream_iqa.synthesis.degradations import SYNTHESIS_VERSION
@@ -316,7 +316,7 @@ def bench(data_root: Path, frames: int = 64, presets: tuple[str, ...] = PRESETS,
 
 
 def format_table(res: dict[str, Any]) -> str:
-    from stream_iqa.nn.api import DISTORTIONS
+    from stream_iqa.model.served import DISTORTIONS
 
     m = res["models"]
     ref = m["fp32"]

@@ -1,7 +1,34 @@
 """Scoring models: ``create_model`` / ``list_models`` over a registry of the teacher (``dgiqa``) and the student
-(``dgiqa-lite``)."""
+(``dgiqa-lite``).
 
-from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
-from stream_iqa.nn.registry import create_model, list_models, register_model
+Names are imported on first use, so that ``stream_iqa.nn.checkpoint`` (a checkpoint's metadata, read by the
+torch-free ONNX Runtime worker) can be imported without torch and timm.
+"""
 
-__all__ = ["DISTORTIONS", "IQAOutput", "ScoringModel", "create_model", "list_models", "register_model"]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "DISTORTIONS": "stream_iqa.nn.api",
+    "IQAOutput": "stream_iqa.nn.api",
+    "ScoringModel": "stream_iqa.nn.api",
+    "create_model": "stream_iqa.nn.registry",
+    "list_models": "stream_iqa.nn.registry",
+    "register_model": "stream_iqa.nn.registry",
+}
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
+    from stream_iqa.nn.registry import create_model, list_models, register_model
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stream_iqa.nn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -6,38 +6,11 @@ preprocessing (resize, crops, normalisation): like torchvision's weights objects
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
-
 import torch
 
 from stream_iqa.fragments import FragmentSpec
 from stream_iqa.model.card import ModelCard
-from stream_iqa.schema import DISTORTION_TYPES
-
-#: the distortion types the flags cover, in head order: the output contract's list, defined there once
-DISTORTIONS: tuple[str, ...] = DISTORTION_TYPES
-
-
-class IQAOutput(NamedTuple):
-    quality: torch.Tensor  # (N,) calibrated quality on 0–100, higher is better
-    distortions: torch.Tensor | None  # (N, len(DISTORTIONS)) independent probabilities, or None (teacher)
-
-
-class ServedModel(Protocol):
-    """What the pipeline, the batcher and ``score`` need of whatever serves: a PyTorch ``ScoringModel`` or the ONNX
-    Runtime backend (``stream_iqa.model.onnx_runtime.OnnxRuntimeModel``). Everything else they know comes from ``card``."""
-
-    @property
-    def card(self) -> ModelCard: ...
-
-    @property
-    def device(self) -> torch.device: ...
-
-    #: the batch sizes a compiled network was captured for (``stream_iqa.nn.compiled``); empty: any size, eager
-    compile_buckets: tuple[int, ...]
-
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor,
-              fragments: torch.Tensor | None = None) -> IQAOutput: ...
+from stream_iqa.model.served import DISTORTIONS, IQAOutput, ServedModel
 
 
 class ScoringModel(torch.nn.Module):
@@ -49,6 +22,8 @@ class ScoringModel(torch.nn.Module):
     #: the fragments the model wants from the decoder, or None (it reads whole frames only)
     fragment_spec: "FragmentSpec | None" = None
     compile_buckets: tuple[int, ...] = ()
+    #: PyTorch models take torch tensors on their device (``ServedModel.host_arrays``)
+    host_arrays: bool = False
 
     def score(self, rgb: torch.Tensor, depth: torch.Tensor,
               fragments: torch.Tensor | None = None) -> IQAOutput:  # pragma: no cover - interface
@@ -64,3 +39,6 @@ class ScoringModel(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+__all__ = ["DISTORTIONS", "IQAOutput", "ScoringModel", "ServedModel"]

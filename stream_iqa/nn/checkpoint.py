@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch is imported by the functions that read or write tensors, so that metadata reads need none
+    import torch
 
 FORMAT = "stream-iqa/checkpoint/1"
 SETTING = "STREAM_IQA_MODEL__CHECKPOINT"
@@ -33,6 +32,8 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoint path must end in .safetensors, got {path}")
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(path))
@@ -59,6 +60,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read tensors and metadata; ``verify`` checks the tensor file against the hash in the metadata."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     meta = read_meta(path)
     if verify and meta.get("tensors_sha256") not in (None, _sha256(path)):
@@ -84,6 +88,8 @@ def read_torch_state_dict(path: str | Path, what: str, setting: str) -> dict[str
     ``what`` names the expected file in the messages and ``setting`` the variable that points at it, so a user who
     gave the wrong path knows what to change.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} not found: set {setting} to a local file (nothing is downloaded)")

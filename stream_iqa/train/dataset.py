@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from stream_iqa.depth.base import DepthSource
 from stream_iqa.images import read_rgb, resize_tensor, to_tensor
-from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.model.served import DISTORTIONS
 from stream_iqa.synthesis.degradations import Recipe, apply_recipe, sample_recipe
 
 #: quality (MOS scale) given to the pristine photos; weak labels fall from it as MS-SSIM falls

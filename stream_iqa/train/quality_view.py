@@ -40,7 +40,7 @@ from stream_iqa.fragments import gather
 from stream_iqa.images import read_rgb
 from stream_iqa.log import get_logger
 from stream_iqa.iqa_metrics import plcc, srocc
-from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.model.served import DISTORTIONS
 from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig
 from stream_iqa.settings import Settings

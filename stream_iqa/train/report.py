@@ -25,7 +25,7 @@ import numpy as np
 
 from stream_iqa.data.mos import load_mos_dataset, natural_split, split_items
 from stream_iqa.data.real import load_real, real_flag_report, real_vs_clean
-from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.model.served import DISTORTIONS
 from stream_iqa.depth import create_depth_source
 from stream_iqa.iqa_metrics import correlation_report
 from stream_iqa.nn.lite import lite_from_checkpoint

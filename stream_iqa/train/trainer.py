@@ -27,7 +27,7 @@ from stream_iqa import __version__
 from stream_iqa.data.mos import load_mos_dataset, natural_split, split_items
 from stream_iqa.depth import create_depth_source
 from stream_iqa.log import get_logger
-from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.model.served import DISTORTIONS
 from stream_iqa.nn.checkpoint import save_checkpoint
 from stream_iqa.nn.lite import DGIQALite, LiteConfig, lite_from_checkpoint
 from stream_iqa.settings import Settings
