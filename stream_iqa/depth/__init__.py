@@ -7,7 +7,7 @@ a deployment running on the prior should never pay for.
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
 from stream_iqa.depth.base import DepthSource, minmax_per_image
 from stream_iqa.depth.prior import PriorDepth
@@ -19,7 +19,7 @@ __all__ = ["DepthSource", "PriorDepth", "create_depth_source", "minmax_per_image
 _CHECKPOINT_SETTING = "STREAM_IQA_DEPTH__DEPTH_ANYTHING_CHECKPOINT"
 
 
-def create_depth_source(settings: DepthSettings, device: torch.device | str = "cpu") -> DepthSource:
+def create_depth_source(settings: DepthSettings, device: Any = "cpu") -> DepthSource:
     """The depth source ``settings`` asks for, moved to ``device``.
 
     ``prior`` → ``PriorDepth``; ``depth-anything`` → ``DepthAnythingSource`` (its checkpoint is required);

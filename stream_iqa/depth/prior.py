@@ -37,12 +37,18 @@ What this is not
 
     Depth Anything (``stream_iqa.depth.depth_anything``) is the source to use when depth quality matters; the
     checkpoints record which source a model was trained with so the two are never mixed silently.
+
+Two array kinds, one algorithm
+    ``_near`` is written once over a handful of primitives (pooling, erosion, box means, clipping), given twice:
+    in torch (``TorchOps``, for batches on any device: training, GPU workers) and in numpy + OpenCV (``NumpyOps``,
+    for the torch-free ONNX Runtime worker). The two agree to float rounding (a test pins it at 1e-5).
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import Any
+
+import numpy as np
 
 from stream_iqa.depth.base import DepthSource
 
@@ -55,10 +61,12 @@ class PriorDepth(DepthSource):
     """Heuristic relative inverse depth (near = 1) from transmission, vertical position and texture energy.
 
     ``work_size`` is the long side of the internal resolution: 128 px keeps the cost tiny and is plenty for a
-    smooth prior whose job is to separate foreground from background, not to trace object outlines.
+    smooth prior whose job is to separate foreground from background, not to trace object outlines. Takes torch
+    tensors or numpy arrays (``DepthSource``).
     """
 
     name = "prior"
+    host_arrays = True
 
     def __init__(
         self,
@@ -78,84 +86,146 @@ class PriorDepth(DepthSource):
         self.guide_radius = guide_radius
         self.guide_eps = guide_eps
 
-    def _estimate(self, rgb: torch.Tensor) -> torch.Tensor:
-        small = self._downscale(rgb).clamp(0.0, 1.0)  # clamp after pooling: 25× fewer pixels to touch
-        grey = (0.299 * small[:, 0:1] + 0.587 * small[:, 1:2] + 0.114 * small[:, 2:3]).contiguous()
-        near = (
-            WEIGHTS["transmission"] * self._transmission(small)
-            + WEIGHTS["vertical"] * self._vertical(small)
-            + WEIGHTS["texture"] * self._texture(grey)
-        )
-        return _guided_filter(grey, near, self.guide_radius, self.guide_eps).clamp_min(0.0)
+    def _estimate(self, rgb: Any) -> Any:
+        from stream_iqa.depth.torch_ops import TorchOps
 
-    def _downscale(self, rgb: torch.Tensor) -> torch.Tensor:
-        """Box-average down to ``work_size`` on the long side (an integer factor keeps it a cheap avg-pool)."""
+        return self._near(rgb, TorchOps)
+
+    def _estimate_host(self, rgb: np.ndarray) -> np.ndarray:
+        return self._near(rgb, NumpyOps)
+
+    def _near(self, rgb: Any, ops: Any) -> Any:
+        """The prior on (N,3,H,W) RGB in [0,1] with ``ops``' primitives: (N,1,h,w) nearness at the working size."""
         factor = max(1, max(rgb.shape[-2:]) // self.work_size)
-        if factor == 1:
-            return rgb
-        return F.avg_pool2d(rgb, kernel_size=factor, stride=factor, ceil_mode=True, count_include_pad=False)
+        small = ops.clip(ops.downscale(rgb, factor), 0.0, 1.0)  # clamp after pooling: 25× fewer pixels to touch
+        grey = ops.contiguous(0.299 * small[:, 0:1] + 0.587 * small[:, 1:2] + 0.114 * small[:, 2:3])
+        near = (
+            WEIGHTS["transmission"] * self._transmission(small, ops)
+            + WEIGHTS["vertical"] * ops.rows(small)
+            + WEIGHTS["texture"] * self._texture(grey, ops)
+        )
+        return ops.clip(_guided_filter(grey, near, self.guide_radius, self.guide_eps, ops), 0.0, None)
 
-    def _transmission(self, rgb: torch.Tensor) -> torch.Tensor:
+    def _transmission(self, rgb: Any, ops: Any) -> Any:
         """``t = 1 − ω·dc/A`` with the dark channel ``dc`` and airlight ``A`` from its brightest value."""
-        dark = _min_filter(rgb.amin(dim=1, keepdim=True), self.dark_window // 2)
+        dark = ops.min_filter(ops.channel_min(rgb), self.dark_window // 2)
         # Airlight is the brightest dark-channel value but at least 0.7: in a dim frame that maximum is small, and
         # dividing by it would stretch ordinary colours into fake haze.
-        airlight = dark.flatten(1).amax(dim=1).clamp_min(0.7).view(-1, 1, 1, 1)
-        return (1.0 - self.omega * dark / airlight).clamp(0.0, 1.0)
+        airlight = ops.clip(ops.image_max(dark), 0.7, None)
+        return ops.clip(1.0 - self.omega * dark / airlight, 0.0, 1.0)
 
     @staticmethod
-    def _vertical(rgb: torch.Tensor) -> torch.Tensor:
-        """Row position, 0 at the top row and 1 at the bottom (ground-plane prior)."""
-        h = rgb.shape[-2]
-        rows = torch.linspace(0.0, 1.0, h, device=rgb.device, dtype=rgb.dtype).view(1, 1, h, 1)
-        return rows.expand(rgb.shape[0], 1, h, rgb.shape[-1])
-
-    @staticmethod
-    def _texture(grey: torch.Tensor) -> torch.Tensor:
+    def _texture(grey: Any, ops: Any) -> Any:
         """Local mean gradient magnitude mapped by ``g / (g + mean g)``: scale-free, so exposure does not matter."""
-        gx = F.pad(grey[..., :, 1:] - grey[..., :, :-1], (0, 1, 0, 0))
-        gy = F.pad(grey[..., 1:, :] - grey[..., :-1, :], (0, 0, 0, 1))
-        energy = _box(gx.abs() + gy.abs(), 2)
-        mean = energy.mean(dim=(-2, -1), keepdim=True).clamp_min(1e-4)
+        gx, gy = ops.gradients(grey)
+        energy = ops.box(abs(gx) + abs(gy), 2)
+        mean = ops.clip(ops.image_mean(energy), 1e-4, None)
         return energy / (energy + mean)
 
 
-# Stride-1 pooling in PyTorch's CPU kernels costs O(k²) per pixel with a large per-call overhead; on the tiny maps here
-# running sums (box) and shifted minima (erosion) are 5–20× faster and run unchanged on CUDA.
-def _box_axis(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    n = x.shape[dim]
-    padding = (r + 1, r) if dim == -1 else (0, 0, r + 1, r)
-    csum = F.pad(x, padding).cumsum(dim)
-    window_sum = csum.narrow(dim, 2 * r + 1, n) - csum.narrow(dim, 0, n)
-    i = torch.arange(n, device=x.device, dtype=x.dtype)
-    count = (i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1  # windows are cut at the border, not zero-padded
-    return window_sum / count.view(n, 1) if dim == -2 else window_sum / count
-
-
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over a (2r+1)² window, renormalised at the borders; separable running sums."""
-    return _box_axis(_box_axis(x, r, -1), r, -2)
-
-
-def _min_filter(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Grey erosion over a (2r+1)² window with replicated borders, as separable shifted minima."""
-    h, w = x.shape[-2:]
-    rows = F.pad(x, (r, r, 0, 0), mode="replicate")
-    out = rows[..., :, 0:w]
-    for i in range(1, 2 * r + 1):
-        out = torch.minimum(out, rows[..., :, i : i + w])
-    cols = F.pad(out, (0, 0, r, r), mode="replicate")
-    out = cols[..., 0:h, :]
-    for i in range(1, 2 * r + 1):
-        out = torch.minimum(out, cols[..., i : i + h, :])
-    return out
-
-
-def _guided_filter(guide: torch.Tensor, src: torch.Tensor, r: int, eps: float) -> torch.Tensor:
+def _guided_filter(guide: Any, src: Any, r: int, eps: float, ops: Any) -> Any:
     """Grey-guide guided filter: locally ``src ≈ a·guide + b``, so the output follows the guide's edges."""
-    means = _box(torch.cat([guide, src, guide * src, guide * guide], dim=1), r)
-    mean_i, mean_p, corr_ip, corr_ii = means.split(1, dim=1)
+    mean_i, mean_p, corr_ip, corr_ii = ops.split(ops.box(ops.cat([guide, src, guide * src, guide * guide]), r))
     a = (corr_ip - mean_i * mean_p) / (corr_ii - mean_i * mean_i + eps)
     b = mean_p - a * mean_i
-    mean_a, mean_b = _box(torch.cat([a, b], dim=1), r).split(1, dim=1)
+    mean_a, mean_b = ops.split(ops.box(ops.cat([a, b]), r))
     return mean_a * guide + mean_b
+
+
+class NumpyOps:
+    """The prior's primitives on float32 (N,C,h,w) numpy arrays, with OpenCV for the windowed ones."""
+
+    @staticmethod
+    def clip(x: np.ndarray, lo: float | None, hi: float | None) -> np.ndarray:
+        return np.clip(x, lo, hi)
+
+    @staticmethod
+    def contiguous(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    @staticmethod
+    def cat(xs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(xs, axis=1)
+
+    @staticmethod
+    def split(x: np.ndarray) -> list[np.ndarray]:
+        return [x[:, i : i + 1] for i in range(x.shape[1])]
+
+    @staticmethod
+    def channel_min(x: np.ndarray) -> np.ndarray:
+        return x.min(axis=1, keepdims=True)
+
+    @staticmethod
+    def image_max(x: np.ndarray) -> np.ndarray:
+        return x.max(axis=(1, 2, 3), keepdims=True)
+
+    @staticmethod
+    def image_mean(x: np.ndarray) -> np.ndarray:
+        return x.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)
+
+    @staticmethod
+    def rows(x: np.ndarray) -> np.ndarray:
+        h = x.shape[-2]
+        ramp = np.linspace(0.0, 1.0, h, dtype=np.float32).reshape(1, 1, h, 1)
+        return np.broadcast_to(ramp, (x.shape[0], 1, h, x.shape[-1]))
+
+    @staticmethod
+    def downscale(x: np.ndarray, factor: int) -> np.ndarray:
+        """Box average over ``factor``² blocks; blocks cut by the border average only the pixels they hold
+        (``avg_pool2d(ceil_mode=True, count_include_pad=False)``). OpenCV's area resize is that average, exactly
+        and ~10× faster than a numpy reduction, where the factor divides the size: it does the whole blocks, and
+        the few cut ones along the bottom and right border are averaged here."""
+        import cv2
+
+        x = np.asarray(x, dtype=np.float32)
+        if factor == 1:
+            return x
+        n, c, h, w = x.shape
+        fh, fw = h // factor, w // factor  # whole blocks per axis
+        out = np.empty((n, c, -(-h // factor), -(-w // factor)), dtype=np.float32)
+        if fh and fw:
+            out[:, :, :fh, :fw] = _per_plane(x[:, :, : fh * factor, : fw * factor], lambda p: cv2.resize(
+                p, (fw, fh), interpolation=cv2.INTER_AREA))
+        for i in range(out.shape[2]):
+            for j in range(out.shape[3]):
+                if i >= fh or j >= fw:  # a block cut by the border
+                    block = x[:, :, i * factor : (i + 1) * factor, j * factor : (j + 1) * factor]
+                    out[:, :, i, j] = block.mean(axis=(2, 3), dtype=np.float32)
+        return out
+
+    @staticmethod
+    def min_filter(x: np.ndarray, r: int) -> np.ndarray:
+        """Grey erosion over a (2r+1)² window with replicated borders."""
+        import cv2
+
+        kernel = np.ones((2 * r + 1, 2 * r + 1), np.uint8)
+        return _per_plane(x, lambda p: cv2.erode(p, kernel, borderType=cv2.BORDER_REPLICATE))
+
+    @staticmethod
+    def box(x: np.ndarray, r: int) -> np.ndarray:
+        """Mean over a (2r+1)² window, renormalised at the borders (the window is cut, not zero-padded)."""
+        import cv2
+
+        h, w = x.shape[-2:]
+        k = (2 * r + 1, 2 * r + 1)
+        sums = _per_plane(x, lambda p: cv2.boxFilter(p, -1, k, normalize=False, borderType=cv2.BORDER_CONSTANT))
+        counts = np.outer(_window_counts(h, r), _window_counts(w, r)).astype(np.float32)
+        return sums / counts
+
+    @staticmethod
+    def gradients(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        gx, gy = np.zeros_like(grey), np.zeros_like(grey)
+        gx[..., :, :-1] = grey[..., :, 1:] - grey[..., :, :-1]
+        gy[..., :-1, :] = grey[..., 1:, :] - grey[..., :-1, :]
+        return gx, gy
+
+
+def _window_counts(n: int, r: int) -> np.ndarray:
+    i = np.arange(n)
+    return np.minimum(i + r, n - 1) - np.maximum(i - r, 0) + 1
+
+
+def _per_plane(x: np.ndarray, fn: Any) -> np.ndarray:
+    """``fn`` on each (h, w) plane of (N,C,h,w), stacked back (OpenCV filters take one plane of up to 4 channels)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return np.stack([np.stack([fn(plane) for plane in frame]) for frame in x])

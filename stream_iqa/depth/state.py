@@ -16,6 +16,8 @@ Why
 
     The signature is computed batched in torch on the frames' device and only the 64×36 thumbnail goes to the CPU,
     so the per-frame overhead is a fraction of a millisecond next to a depth source's milliseconds to seconds.
+    Frames given as numpy arrays (the torch-free ONNX Runtime worker) get the same signatures and warps in numpy
+    and OpenCV, to float rounding.
 
 Decisions are made frame by frame *in order* within a batch, but all frames that need fresh depth are sent to the
 depth source in one batched call, and reused frames may refer to a map that is computed in that same call.
@@ -32,13 +34,16 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING, Any
+
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from stream_iqa.depth.base import DepthSource
 from stream_iqa.settings import DepthReuseSettings
+
+if TYPE_CHECKING:
+    import torch
 
 #: width of the grey thumbnail the signature is computed on; height follows the frame's aspect ratio (36 at 16:9)
 THUMB_WIDTH = 64
@@ -61,8 +66,8 @@ def thumbnail_size(frame_size: tuple[int, int]) -> tuple[int, int]:
     return max(8, round(THUMB_WIDTH * h / w)), THUMB_WIDTH
 
 
-def signatures(frames_rgb: torch.Tensor) -> list[FrameSignature]:
-    """Grey thumbnails and luma histograms for a batch (N,3,H,W) in [0, 1].
+def signatures(frames_rgb: Any) -> list[FrameSignature]:
+    """Grey thumbnails and luma histograms for a batch (N,3,H,W) in [0, 1] (a torch tensor or a numpy array).
 
     Area-averaging to the thumbnail first and converting to luma second costs the same as the reverse but touches
     three small planes instead of one full-size one; the average also suppresses noise and compression artefacts
@@ -70,20 +75,50 @@ def signatures(frames_rgb: torch.Tensor) -> list[FrameSignature]:
     """
     size = (int(frames_rgb.shape[-2]), int(frames_rgb.shape[-1]))
     thumb = thumbnail_size(size)
-    x = frames_rgb.float()
     # An integer box average first, to within 2x of the thumbnail: adaptive pooling with a non-integer ratio costs
     # several times more per input pixel, and the two together are the same area average up to edge weighting.
     factor = min(size[0] // (2 * thumb[0]), size[1] // (2 * thumb[1]))
-    if factor > 1:
-        x = F.avg_pool2d(x, factor)
-    small = F.adaptive_avg_pool2d(x, thumb)
-    grey = (0.299 * small[:, 0] + 0.587 * small[:, 1] + 0.114 * small[:, 2]).clamp(0.0, 1.0)
-    grey_np = grey.cpu().numpy().astype(np.float32, copy=False)
+    if isinstance(frames_rgb, np.ndarray):
+        small = _area_thumbnails(np.asarray(frames_rgb, dtype=np.float32), factor, thumb)
+        grey_np = np.clip(0.299 * small[:, 0] + 0.587 * small[:, 1] + 0.114 * small[:, 2], 0.0, 1.0)
+    else:
+        import torch.nn.functional as F
+
+        x = frames_rgb.float()
+        if factor > 1:
+            x = F.avg_pool2d(x, factor)
+        small = F.adaptive_avg_pool2d(x, thumb)
+        grey = (0.299 * small[:, 0] + 0.587 * small[:, 1] + 0.114 * small[:, 2]).clamp(0.0, 1.0)
+        grey_np = grey.cpu().numpy()
+    grey_np = grey_np.astype(np.float32, copy=False)
     out = []
     for g in grey_np:
         counts = np.bincount(np.minimum((g * HIST_BINS).astype(np.int64), HIST_BINS - 1).ravel(), minlength=HIST_BINS)
         out.append(FrameSignature(grey=np.ascontiguousarray(g), hist=counts / counts.sum(), frame_size=size))
     return out
+
+
+def _area_thumbnails(x: np.ndarray, factor: int, thumb: tuple[int, int]) -> np.ndarray:
+    """torch's ``avg_pool2d(factor)`` (the remainder rows and columns dropped) then ``adaptive_avg_pool2d(thumb)``
+    on (N,C,H,W) numpy: the whole-block average by OpenCV's area resize, then each thumbnail cell the mean of the
+    rows ``floor(i·H/h) … ceil((i+1)·H/h)`` (and likewise columns), from an integral image."""
+    if factor > 1:
+        h, w = x.shape[-2] // factor, x.shape[-1] // factor
+        x = np.stack([np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA) for p in frame])
+                      for frame in x[:, :, : h * factor, : w * factor]])
+    rows, cols = _adaptive_bins(x.shape[-2], thumb[0]), _adaptive_bins(x.shape[-1], thumb[1])
+    integral = np.zeros(x.shape[:-2] + (x.shape[-2] + 1, x.shape[-1] + 1), dtype=np.float64)
+    integral[..., 1:, 1:] = x.cumsum(axis=-2, dtype=np.float64).cumsum(axis=-1)
+    (r0, r1), (c0, c1) = rows, cols
+    sums = (integral[..., r1[:, None], c1[None, :]] - integral[..., r0[:, None], c1[None, :]]
+            - integral[..., r1[:, None], c0[None, :]] + integral[..., r0[:, None], c0[None, :]])
+    return (sums / ((r1 - r0)[:, None] * (c1 - c0)[None, :])).astype(np.float32)
+
+
+def _adaptive_bins(n: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) of each of ``out`` adaptive-pooling cells over ``n`` pixels, as torch cuts them."""
+    i = np.arange(out)
+    return (i * n) // out, -((-(i + 1) * n) // out)
 
 
 def histogram_distance(p: np.ndarray, q: np.ndarray) -> float:
@@ -117,8 +152,9 @@ def estimate_shift(reference: FrameSignature, current: FrameSignature) -> tuple[
     return float(dx), float(dy)
 
 
-def warp_depth(depth: torch.Tensor, shift: tuple[float, float], thumb_size: tuple[int, int]) -> torch.Tensor:
-    """Translate (N,1,h,w) maps by ``shift`` (thumbnail pixels), replicating edges into the uncovered border.
+def warp_depth(depth: Any, shift: tuple[float, float], thumb_size: tuple[int, int]) -> Any:
+    """Translate (N,1,h,w) maps (torch or numpy) by ``shift`` (thumbnail pixels), replicating edges into the
+    uncovered border.
 
     The thumbnail shift is scaled per axis to the map's resolution; bilinear sampling keeps sub-pixel shifts smooth,
     and ``padding_mode="border"`` is the edge replication (the nearest known depth is the best guess for content
@@ -128,6 +164,13 @@ def warp_depth(depth: torch.Tensor, shift: tuple[float, float], thumb_size: tupl
     if dx == 0.0 and dy == 0.0:
         return depth
     n, _, h, w = depth.shape
+    if isinstance(depth, np.ndarray):
+        # A pure translation's bilinear sampling is separable: resample the columns, then the rows.
+        out = _shift_axis(depth, dx * w / thumb_size[1], axis=-1)
+        return _shift_axis(out, dy * h / thumb_size[0], axis=-2)
+    import torch
+    import torch.nn.functional as F
+
     # Output pixel x samples input x − d; with align_corners=False a shift of d pixels is 2d/size in grid units.
     tx = -2.0 * (dx * w / thumb_size[1]) / w
     ty = -2.0 * (dy * h / thumb_size[0]) / h
@@ -137,6 +180,22 @@ def warp_depth(depth: torch.Tensor, shift: tuple[float, float], thumb_size: tupl
     gy = (torch.arange(h, dtype=depth.dtype, device=depth.device) * 2.0 + 1.0) / h - 1.0 + ty
     grid = torch.stack((gx.expand(h, w), gy.unsqueeze(1).expand(h, w)), dim=-1).expand(n, h, w, 2)
     return F.grid_sample(depth, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _shift_axis(x: np.ndarray, d: float, axis: int) -> np.ndarray:
+    """out[i] = x(i − d) along ``axis``, linear between pixels, the source position clamped to the edge pixels
+    (``grid_sample``'s border padding)."""
+    if d == 0.0:
+        return x
+    n = x.shape[axis]
+    pos = np.clip(np.arange(n, dtype=np.float64) - d, 0.0, n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).astype(np.float32)
+    shape = [1] * x.ndim
+    shape[axis] = n
+    frac = frac.reshape(shape)
+    return (np.take(x, lo, axis=axis) * (1.0 - frac) + np.take(x, hi, axis=axis) * frac).astype(np.float32)
 
 
 class DepthState:
@@ -153,7 +212,7 @@ class DepthState:
         self.fresh = 0
         #: why each fresh map was computed: "first", "disabled", "age", "cut", "motion", "resize"
         self.reasons: Counter[str] = Counter()
-        self._map: torch.Tensor | None = None  # (1,1,h,w) of the reference frame
+        self._map: Any = None  # (1,1,h,w) of the reference frame, torch or numpy as the frames are
         self._ref: FrameSignature | None = None  # signature of the frame the map was computed on
         self._prev: FrameSignature | None = None  # signature of the last frame seen
         self._age = 0  # sampled frames since the reference frame
@@ -172,9 +231,10 @@ class DepthState:
         self._age = 0
 
     def depth_for(
-        self, frames_rgb: torch.Tensor, size: tuple[int, int] | None = None
-    ) -> tuple[torch.Tensor, list[bool]]:
+        self, frames_rgb: torch.Tensor | np.ndarray, size: tuple[int, int] | None = None
+    ) -> tuple[Any, list[bool]]:
         """Depth (N,1,h,w) in [0, 1] for consecutive frames (N,3,H,W) in [0, 1], and which ones were computed fresh.
+        Torch tensors in, torch tensors out; numpy arrays in, numpy arrays out.
 
         ``size`` is the depth map size, as for ``DepthSource.__call__`` (default: the frames' size). At most one
         call to the depth source is made, for exactly the frames that need fresh depth.
@@ -221,9 +281,14 @@ class DepthState:
             out.append(warp_depth(base, shift, thumb) if self.settings.warp else base)
         if fresh_idx:
             assert computed is not None
-            self._map = computed[-1:].clone()
+            self._map = computed[-1:].copy() if isinstance(computed, np.ndarray) else computed[-1:].clone()
         self._count([reason for reason, _, _ in plan])
-        return torch.cat(out, dim=0), [reason is not None for reason, _, _ in plan]
+        fresh = [reason is not None for reason, _, _ in plan]
+        if isinstance(out[0], np.ndarray):
+            return np.concatenate(out, axis=0), fresh
+        import torch
+
+        return torch.cat(out, dim=0), fresh
 
     def _decide(
         self, sig: FrameSignature, size: tuple[int, int], map_size: tuple[int, int] | None
