@@ -4,6 +4,9 @@
 ``Pipeline.analyze``. The model and depth source are loaded once per process (``Pipeline(settings)``); decoding runs
 ahead of inference on its own thread through a bounded queue, so the two overlap and a slow model cannot make the
 decoder buffer a whole clip in memory.
+
+Frames become torch tensors on the model's device for a PyTorch model, and stay numpy arrays for the ONNX Runtime
+backend (``Scorer.host_arrays``), so a CPU worker serving the graph never imports torch.
 """
 
 from __future__ import annotations
@@ -13,23 +16,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from stream_iqa.deadline import Deadline
 from stream_iqa.depth.state import DepthState
-from stream_iqa.model.batcher import SharedBatcher
 from stream_iqa.fragments import FragmentSpec
 from stream_iqa.log import get_logger
-from stream_iqa.nn.api import DISTORTIONS
+from stream_iqa.model.served import DISTORTIONS, to_host
 from stream_iqa.schema import ClipReport, Distortions, FrameRecord, Integrity, ModelInfo, Source
 from stream_iqa.model.scorer import Scorer, load_scorer, model_threads, split_cpu_threads
 from stream_iqa.settings import Settings
 from stream_iqa.temporal import build_report
 from stream_iqa.video import InputPolicy, SampledFrame, VideoInput, open_video, video_error
 from stream_iqa.video.frame import integrity_of
+
+if TYPE_CHECKING:
+    from stream_iqa.model.batcher import SharedBatcher
 
 log = get_logger(__name__)
 
@@ -78,8 +82,10 @@ class Pipeline:
         the clips' frames into shared model calls. ``close()`` stops that batcher."""
         pipe = cls(settings, scorer=scorer, clips_at_once=clips_at_once)
         eng = settings.engine
-        shared = eng.shared_batches == "on" or (eng.shared_batches == "auto" and pipe.scorer.device.type == "cuda")
+        shared = eng.shared_batches == "on" or (eng.shared_batches == "auto" and pipe.scorer.device_type == "cuda")
         if shared and clips_at_once > 1:
+            from stream_iqa.model.batcher import SharedBatcher
+
             pipe.batcher = SharedBatcher(pipe.scorer, eng.shared_batch_size, eng.max_wait_ms)
         return pipe
 
@@ -88,7 +94,6 @@ class Pipeline:
         if self.batcher is not None:
             self.batcher.close()
 
-    @torch.inference_mode()
     def warm_up(self) -> None:
         """One throw-away batch at the engine's batch size, so the first real clip does not pay for first-call
         allocations and kernel selection (a service calls this before it reports ready)."""
@@ -100,8 +105,9 @@ class Pipeline:
             most = max(cfg.batch_size, cfg.shared_batch_size if self.batcher is not None else 0)
             sizes = sorted({b for b in buckets if b <= most} | {most})
         for n in sizes:
-            rgb = torch.zeros(n, 3, side, side * 16 // 9, device=self.scorer.device)
-            with self.scorer.autocast():
+            frames = np.zeros((n, side, side * 16 // 9, 3), dtype=np.uint8)
+            rgb, _ = self._inputs(frames, None)
+            with self.scorer.inference():
                 self.scorer.model.score(rgb, self.scorer.depth(rgb, self.scorer.depth_size(rgb)))
 
     def new_depth_state(self) -> DepthState:
@@ -160,21 +166,33 @@ class Pipeline:
             truncated=truncated, declared_duration_s=declared, decoded_duration_s=round(decoded_s, 3))})
         return ClipAnalysis(report=report, frames=records, timings=timings)
 
-    @torch.inference_mode()
+    def _inputs(self, frames: np.ndarray, fragments: np.ndarray | None) -> tuple[Any, Any]:
+        """uint8 (N,H,W,3) frames and fragments → float (N,3,H,W) in [0,1] as the model takes them: numpy on the
+        host for the ONNX Runtime backend, torch tensors on the model's device otherwise."""
+        if self.scorer.host_arrays:
+            def to_model(x: np.ndarray) -> np.ndarray:
+                return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+            return to_model(frames), None if fragments is None else to_model(fragments)
+        import torch
+
+        device = self.scorer.device
+        pin = self.scorer.device_type == "cuda"  # lets the copies run asynchronously with host work
+
+        def to_device(x: np.ndarray) -> torch.Tensor:
+            host = torch.from_numpy(x)
+            host = host.pin_memory() if pin else host
+            return host.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+
+        return to_device(frames), None if fragments is None else to_device(fragments)
+
     def _score(self, batch: list[SampledFrame], depth_state: DepthState | None,
                on_frame: Callable[[FrameRecord], None] | None, timings: dict[str, float]) -> list[FrameRecord]:
-        device = self.scorer.device
         # frames arrive already downscaled by the decoder (open_video(short_side=engine.analysis_short_side))
-        host = torch.from_numpy(np.stack([f.rgb for f in batch]))
-        if device.type == "cuda":
-            host = host.pin_memory()  # lets the copy below run asynchronously with host work
-        rgb = host.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        frags = None
-        if self.fragment_spec is not None:
-            native = torch.from_numpy(np.stack([f.fragments for f in batch]))
-            frags = native.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        native = np.stack([f.fragments for f in batch]) if self.fragment_spec is not None else None
+        rgb, frags = self._inputs(np.stack([f.rgb for f in batch]), native)
         t0 = time.perf_counter()
-        with self.scorer.autocast():
+        with self.scorer.inference():
             size = self.scorer.depth_size(rgb)
             if depth_state is not None:
                 depth, fresh = depth_state.depth_for(rgb, size=size)
@@ -182,8 +200,8 @@ class Pipeline:
                 depth, fresh = self.scorer.depth(rgb, size), [True] * len(batch)
             t1 = time.perf_counter()
             out = (self.batcher or self.scorer.model).score(rgb, depth, frags)
-        quality = out.quality.float().cpu().numpy()
-        probs = out.distortions.float().cpu().numpy() if out.distortions is not None else np.zeros((len(batch), 3))
+        quality = to_host(out.quality)
+        probs = to_host(out.distortions) if out.distortions is not None else np.zeros((len(batch), 3))
         t2 = time.perf_counter()
         timings["depth"] += t1 - t0
         timings["model"] += t2 - t1

@@ -8,7 +8,8 @@ nature); only the network call is shared.
 
 Frames of different clips differ in size, so each request is first brought to the model's own input size — the same
 resize the model's ``preprocess`` would do, so results do not depend on who shared the batch (a test pins that).
-Models without a fixed input size (the multi-crop teacher) are called per request.
+Models without a fixed input size (the multi-crop teacher) are called per request. Requests are torch tensors, or
+numpy arrays for a model on host arrays (the ONNX Runtime backend); nothing here imports torch for the latter.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
-import torch
+import numpy as np
 
-from stream_iqa.images import resize_tensor
+from stream_iqa.images import resize_array, resize_tensor
 from stream_iqa.log import get_logger
-from stream_iqa.nn.api import IQAOutput
-from stream_iqa.nn.fragments import gather_fragments
+from stream_iqa.model.served import IQAOutput
 from stream_iqa.model.scorer import Scorer
 
 log = get_logger(__name__)
@@ -32,9 +33,9 @@ log = get_logger(__name__)
 
 @dataclass
 class _Request:
-    rgb: torch.Tensor
-    depth: torch.Tensor
-    fragments: torch.Tensor | None = None
+    rgb: Any  # torch tensor or numpy array, (N,3,H,W)
+    depth: Any
+    fragments: Any | None = None
     future: Future[IQAOutput] = field(default_factory=Future)
 
 
@@ -54,8 +55,9 @@ class SharedBatcher:
         self._thread = threading.Thread(target=self._run, name="shared-batcher", daemon=True)
         self._thread.start()
 
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None) -> IQAOutput:
-        request = _Request(rgb, depth.float(), fragments)
+    def score(self, rgb: Any, depth: Any, fragments: Any | None = None) -> IQAOutput:
+        request = _Request(rgb, depth.astype(np.float32) if isinstance(depth, np.ndarray) else depth.float(),
+                           fragments)
         self._queue.put(request)
         return request.future.result()
 
@@ -63,18 +65,26 @@ class SharedBatcher:
         self._queue.put(None)
         self._thread.join(timeout=10)
 
-    def _fit(self, x: torch.Tensor) -> torch.Tensor:
+    def _fit(self, x: Any) -> Any:
         if self.input_size is None or tuple(x.shape[-2:]) == self.input_size:
             return x
+        if isinstance(x, np.ndarray):
+            return resize_array(x, self.input_size)
         return resize_tensor(x, self.input_size)
 
-    def _fragments(self, batch: list[_Request]) -> torch.Tensor | None:
-        """Every request's native fragments in one tensor; gathered per request from its own frames where a caller
+    def _fragments(self, batch: list[_Request]) -> Any | None:
+        """Every request's native fragments in one batch; gathered per request from its own frames where a caller
         sent none (after ``_fit`` they would no longer be native)."""
         spec = self.fragments
         if spec is None:
             return None
-        return torch.cat([r.fragments if r.fragments is not None else gather_fragments(r.rgb, spec) for r in batch])
+        if isinstance(batch[0].rgb, np.ndarray):
+            from stream_iqa.model.onnx_runtime import gather_batch
+
+            return _cat([r.fragments if r.fragments is not None else gather_batch(r.rgb, spec) for r in batch])
+        from stream_iqa.nn.fragments import gather_fragments
+
+        return _cat([r.fragments if r.fragments is not None else gather_fragments(r.rgb, spec) for r in batch])
 
     def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
         batch, frames = [first], first.rgb.shape[0]
@@ -101,12 +111,12 @@ class SharedBatcher:
                 return
             batch, stop = self._collect(first)
             try:
-                with torch.inference_mode(), self.scorer.autocast():
+                with self.scorer.inference():
                     if self.input_size is None:
                         outs = [self.scorer.model.score(r.rgb, r.depth, r.fragments) for r in batch]
                     else:
-                        rgb = torch.cat([self._fit(r.rgb) for r in batch])
-                        depth = torch.cat([self._fit(r.depth) for r in batch])
+                        rgb = _cat([self._fit(r.rgb) for r in batch])
+                        depth = _cat([self._fit(r.depth) for r in batch])
                         out = self.scorer.model.score(rgb, depth, self._fragments(batch))
                         outs, start = [], 0
                         for r in batch:
@@ -123,3 +133,12 @@ class SharedBatcher:
                 for r in batch:
                     if not r.future.done():
                         r.future.set_exception(exc)
+
+
+def _cat(parts: list[Any]) -> Any:
+    """Concatenate along the batch axis, numpy arrays or torch tensors."""
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    import torch
+
+    return torch.cat(parts)

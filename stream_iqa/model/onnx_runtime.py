@@ -4,6 +4,10 @@ model (``model.backend: onnxruntime``, or ``auto`` on CPU where the graph matche
 ``OnnxGraphSession`` is one ONNX Runtime session over the graph, inputs already at the model's size;
 ``OnnxRuntimeModel`` adds what the graph leaves out (the resize and the native fragment gathering) and the model card
 read back from the graph's metadata, so the pipeline, the service and ``score`` treat it as any ``ServedModel``.
+
+Nothing here imports torch: frames are numpy arrays (``host_arrays``), resized by ``images.resize_array`` and cut
+into fragments by ``stream_iqa.fragments``, so a CPU worker serving the graph runs without torch installed. Torch
+tensors are still accepted (tests, benchmarks, the shared batcher) and answered as tensors, through the same code.
 """
 
 from __future__ import annotations
@@ -12,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from stream_iqa.errors import ConfigError
-from stream_iqa.fragments import FragmentSpec
-from stream_iqa.images import resize_frames_and_depth
+from stream_iqa.fragments import FragmentSpec, gather
+from stream_iqa.images import resize_array
 from stream_iqa.model.card import ModelCard
-from stream_iqa.nn.api import IQAOutput
-from stream_iqa.nn.fragments import gather_fragments
+from stream_iqa.model.served import IQAOutput, to_host
 
 
 class OnnxGraphSession:
@@ -76,11 +78,12 @@ class OnnxRuntimeModel:
         self.runner = OnnxGraphSession(path, providers=providers, threads=threads)
         self.path = path
         self.card: ModelCard = self.runner.card
-        self.device = torch.device("cpu")
         self.compile_buckets: tuple[int, ...] = ()
+        self.host_arrays = True
 
     @classmethod
-    def from_settings(cls, model_settings: Any, device: torch.device, path: Path | None = None) -> OnnxRuntimeModel:
+    def from_settings(cls, model_settings: Any, device: Any = "cpu", path: Path | None = None) -> OnnxRuntimeModel:
+        """``device``: a device name or torch device; on CUDA the session prefers ONNX Runtime's CUDA provider."""
         path = path or model_settings.onnx
         if path is None or not Path(path).is_file():
             raise FileNotFoundError(
@@ -89,19 +92,30 @@ class OnnxRuntimeModel:
             )
         if model_settings.name != "dgiqa-lite":
             raise ConfigError(f"the onnxruntime backend runs an exported dgiqa-lite, not {model_settings.name!r}")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.type == "cuda" else None
+        cuda = str(device).split(":")[0] == "cuda"
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else None
         return cls(Path(path), providers=providers, threads=model_settings.threads)
 
     def set_threads(self, threads: int) -> None:
         self.runner.set_threads(threads)
 
-    def score(self, rgb: torch.Tensor, depth: torch.Tensor, fragments: torch.Tensor | None = None) -> IQAOutput:
-        size = self.runner.input_size
-        rgb, depth = rgb.float().cpu(), depth.float().cpu()
+    def score(self, rgb: Any, depth: Any, fragments: Any | None = None) -> IQAOutput:
+        """(N,3,H,W) frames and (N,1,h,w) depth in [0, 1] at any size, numpy or torch; answered in the same kind."""
+        as_tensors = not isinstance(rgb, np.ndarray)
+        rgb, depth = to_host(rgb), to_host(depth)
         frags = None
         spec = self.card.fragments
         if spec is not None:  # before the resize: fragments are native pixels
-            frags = (fragments if fragments is not None else gather_fragments(rgb, spec)).float().cpu().numpy()
-        rgb, depth = resize_frames_and_depth(rgb, depth, size)
-        quality, distortions = self.runner.score(rgb.numpy(), depth.numpy(), frags)
-        return IQAOutput(quality=torch.from_numpy(quality), distortions=torch.from_numpy(distortions))
+            frags = to_host(fragments) if fragments is not None else gather_batch(rgb, spec)
+        size = self.runner.input_size
+        quality, distortions = self.runner.score(resize_array(rgb, size), resize_array(depth, size), frags)
+        if as_tensors:
+            import torch
+
+            return IQAOutput(quality=torch.from_numpy(quality), distortions=torch.from_numpy(distortions))
+        return IQAOutput(quality=quality, distortions=distortions)
+
+
+def gather_batch(rgb: np.ndarray, spec: FragmentSpec) -> np.ndarray:
+    """Centred fragments (``stream_iqa.fragments.gather``) of each frame of an (N,3,H,W) batch, as (N,3,S,S)."""
+    return np.stack([gather(frame.transpose(1, 2, 0), spec).transpose(2, 0, 1) for frame in rgb])

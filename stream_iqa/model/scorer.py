@@ -2,6 +2,9 @@
 
 ``load_scorer`` is the one place that turns settings into a ready model + depth source, so ``score``, ``eval`` and
 the video pipeline cannot disagree about devices, checkpoints or depth.
+
+The ONNX Runtime backend on CPU is chosen before torch is imported, and serves numpy arrays end to end
+(``Scorer.host_arrays``): a worker serving it never imports torch, and runs where torch is not installed.
 """
 
 from __future__ import annotations
@@ -16,18 +19,14 @@ from typing import Any, Union
 
 import numpy as np
 
-import torch
-
 from stream_iqa.errors import ConfigError
 from stream_iqa.depth import create_depth_source
 from stream_iqa.depth.base import DepthSource
-from stream_iqa.nn.api import DISTORTIONS, ServedModel
-from stream_iqa.nn.fuse import optimize_for_inference
-from stream_iqa.nn.lite import DGIQALite
-from stream_iqa.nn.registry import create_model, resolve_device
+from stream_iqa.model.choice import resolve_device_name
+from stream_iqa.model.served import DISTORTIONS, ServedModel, to_host
 from stream_iqa.schema import ImageScore
 from stream_iqa.settings import Settings
-from stream_iqa.images import read_rgb, to_tensor
+from stream_iqa.images import read_rgb, to_array, to_tensor
 from stream_iqa.log import get_logger
 
 log = get_logger(__name__)
@@ -39,18 +38,45 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 class Scorer:
     model: ServedModel
     depth: DepthSource
-    device: torch.device
+    #: where the model runs: a torch device, or its name ("cpu" for the ONNX Runtime backend, which needs no torch)
+    device: Any = "cpu"
     precision: str = "fp32"
+
+    @property
+    def device_type(self) -> str:
+        """"cpu", "cuda" or "mps", whichever way ``device`` is given."""
+        return str(self.device).split(":")[0]
+
+    @property
+    def host_arrays(self) -> bool:
+        """Whether frames go in as numpy arrays (the ONNX Runtime backend) rather than torch tensors."""
+        return self.model.host_arrays
+
+    def inference(self) -> contextlib.AbstractContextManager[Any]:
+        """What a model call runs under: for a PyTorch model ``torch.inference_mode`` and ``autocast``; nothing for
+        a model on numpy arrays (torch is not imported)."""
+        if self.host_arrays:
+            return contextlib.nullcontext()
+        import torch
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(self.autocast())
+        return stack
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """Mixed precision for depth and model: fp16/bf16 on CUDA, bf16 on CPU (CPU fp16 is not worth it), else off.
         Scores are computed in float32 at the end either way (``score`` casts before sigmoid and calibration)."""
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.precision)
-        if dtype is None or (self.device.type == "cpu" and dtype is torch.float16):
+        if self.precision not in ("fp16", "bf16") or self.host_arrays:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        import torch
 
-    def depth_size(self, rgb: torch.Tensor) -> tuple[int, int]:
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
+        if self.device_type == "cpu" and dtype is torch.float16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=dtype)
+
+    def depth_size(self, rgb: Any) -> tuple[int, int]:
         """Size at which depth is computed for frames ``rgb`` (N,3,H,W): the model's input size if it has one."""
         return self.model.card.input_size or (int(rgb.shape[-2]), int(rgb.shape[-1]))
 
@@ -59,22 +85,31 @@ class Scorer:
         """The model's per-flag decision thresholds (its ``model.json``; 0.5 for a model that records none)."""
         return self.model.card.thresholds()
 
-    @torch.inference_mode()
-    def score_rgb(self, rgb: torch.Tensor, path: str | None = None) -> ImageScore:
-        """One (1,3,H,W) [0,1] image → its quality, flag probabilities and the flags decided at the thresholds."""
-        rgb = rgb.to(self.device)
-        with self.autocast():
+    def frames(self, img: np.ndarray) -> Any:
+        """One uint8 HxWx3 image as the model takes it: (1,3,H,W) in [0,1], a numpy array or a tensor on the
+        model's device."""
+        if self.host_arrays:
+            return to_array(img)
+        return to_tensor(img).to(self.device)
+
+    def score_rgb(self, rgb: Any, path: str | None = None) -> ImageScore:
+        """One (1,3,H,W) [0,1] image (``frames``) → its quality, flag probabilities and the flags decided at the
+        thresholds."""
+        with self.inference():
+            if not self.host_arrays:
+                rgb = rgb.to(self.device)
             out = self.model.score(rgb, self.depth(rgb, self.depth_size(rgb)))
+        quality = round(float(to_host(out.quality)[0]), 2)
         if out.distortions is None:
-            return ImageScore(path=path, quality=round(float(out.quality[0]), 2))
-        probs = dict(zip(DISTORTIONS, out.distortions[0].tolist()))
+            return ImageScore(path=path, quality=quality)
+        probs = dict(zip(DISTORTIONS, to_host(out.distortions)[0].tolist()))
         thresholds = self.flag_thresholds
-        return ImageScore(path=path, quality=round(float(out.quality[0]), 2),
+        return ImageScore(path=path, quality=quality,
                           distortions={k: round(float(v), 4) for k, v in probs.items()},
                           flags={k: bool(v >= thresholds[k]) for k, v in probs.items()})
 
 
-def load_onnx_model(settings: Settings, device: torch.device) -> Any | None:
+def load_onnx_model(settings: Settings, device: str = "cpu") -> Any | None:
     """The ONNX Runtime model to serve, or None for PyTorch. ``backend: onnxruntime`` insists (a missing file is an
     error naming the setting); ``auto`` takes the graph only where it is the same model and faster: CPU, fp32, the
     student, and a graph whose recorded weights hash is the checkpoint's (a stale export would silently score with
@@ -85,7 +120,7 @@ def load_onnx_model(settings: Settings, device: torch.device) -> Any | None:
     path = cfg.onnx if cfg.onnx is not None else (cfg.checkpoint.with_suffix(".onnx") if cfg.checkpoint else None)
     if cfg.backend == "onnxruntime":
         return OnnxRuntimeModel.from_settings(cfg, device, path)
-    if cfg.backend != "auto" or device.type != "cpu" or cfg.precision != "fp32" or cfg.name != "dgiqa-lite":
+    if cfg.backend != "auto" or str(device).split(":")[0] != "cpu" or cfg.precision != "fp32" or cfg.name != "dgiqa-lite":
         return None
     if path is None or not path.is_file() or cfg.checkpoint is None or not cfg.checkpoint.is_file():
         return None
@@ -124,18 +159,49 @@ def model_threads(settings: Settings, clips_at_once: int = 1) -> int:
 def split_cpu_threads(scorer: Scorer, settings: Settings, clips_at_once: int = 1) -> None:
     """Give an already loaded CPU model its share of the cores (``model_threads``): torch's intra-op pool is
     process-wide; ONNX Runtime's is fixed per session, so a new count means a new session."""
-    if scorer.device.type != "cpu" or settings.model.threads:
+    if scorer.device_type != "cpu" or settings.model.threads:
         return
     threads = model_threads(settings, clips_at_once)
-    if threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-        log.info("model threads set", threads=threads, clips_at_once=clips_at_once, cores=cpu_cores())
+    if not scorer.host_arrays:
+        import torch
+
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+            log.info("model threads set", threads=threads, clips_at_once=clips_at_once, cores=cpu_cores())
     if hasattr(scorer.model, "set_threads"):
         scorer.model.set_threads(threads)
 
 
 def load_scorer(settings: Settings) -> Scorer:
-    device = resolve_device(settings.model.device)
+    device = resolve_device_name(settings.model.device)
+    model = load_onnx_model(settings, device)
+    if model is None:
+        model, device = _load_torch_model(settings, device)
+    depth = create_depth_source(settings.depth, device)
+    trained_with = model.card.depth_source
+    if trained_with and trained_with != depth.name:
+        # Legal (both give inverse depth in [0,1]) but the heads learned the statistics of one source.
+        log.warning("depth source differs from training", trained_with=trained_with, using=depth.name,
+                    setting="STREAM_IQA_DEPTH__SOURCE")
+    return Scorer(model=model, depth=depth, device=device, precision=settings.model.precision)
+
+
+def _load_torch_model(settings: Settings, device_name: str) -> tuple[ServedModel, Any]:
+    """The PyTorch model on its device (torch, timm and the registry are imported only here)."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise ConfigError(
+            f"the PyTorch backend needs torch, which cannot be imported ({exc}); without torch only the ONNX graph "
+            "serves, on CPU: set STREAM_IQA_MODEL__BACKEND=onnxruntime (or auto) and STREAM_IQA_MODEL__DEVICE=cpu, "
+            "with STREAM_IQA_MODEL__ONNX naming a graph exported from the checkpoint"
+        ) from None
+
+    from stream_iqa.nn.fuse import optimize_for_inference
+    from stream_iqa.nn.lite import DGIQALite
+    from stream_iqa.nn.registry import create_model
+
+    device = torch.device(device_name)
     if device.type == "cpu" and settings.model.threads:
         torch.set_num_threads(settings.model.threads)
     kwargs: dict[str, Any] = {}
@@ -147,9 +213,7 @@ def load_scorer(settings: Settings) -> Scorer:
             f"model 'dgiqa' needs the official DGIQA .pth, but STREAM_IQA_MODEL__CHECKPOINT is {checkpoint} "
             "(the default student checkpoint)"
         )
-    model = load_onnx_model(settings, device)
-    if model is None:
-        model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
+    model = create_model(settings.model.name, checkpoint=checkpoint, device=device, **kwargs)
     if isinstance(model, DGIQALite):
         optimize_for_inference(model)  # BN folded + channels_last: ~2x the frames/s of eager on CPU, same scores
         if settings.model.compile != "off":
@@ -158,13 +222,7 @@ def load_scorer(settings: Settings) -> Scorer:
             compile_network(model, mode=settings.model.compile)
     elif device.type == "cuda" and isinstance(model, torch.nn.Module):
         model = model.to(memory_format=torch.channels_last)  # NHWC convolutions are the fast path on tensor cores
-    depth = create_depth_source(settings.depth, device)
-    trained_with = model.card.depth_source
-    if trained_with and trained_with != depth.name:
-        # Legal (both give inverse depth in [0,1]) but the heads learned the statistics of one source.
-        log.warning("depth source differs from training", trained_with=trained_with, using=depth.name,
-                    setting="STREAM_IQA_DEPTH__SOURCE")
-    return Scorer(model=model, depth=depth, device=device, precision=settings.model.precision)  # type: ignore[arg-type]
+    return model, device  # type: ignore[return-value]
 
 
 def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
@@ -190,13 +248,13 @@ def score_each(scorer: Scorer, images: ImageInput | Iterable[ImageInput]) -> Ite
             if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
                 raise ValueError(f"an image array must be RGB uint8 of shape (H, W, 3), not {item.dtype} "
                                  f"{tuple(item.shape)}")
-            yield scorer.score_rgb(to_tensor(item))
+            yield scorer.score_rgb(scorer.frames(item))
             continue
         if not isinstance(item, (str, Path)):
             raise TypeError(f"an image is a path or an RGB uint8 array, not {type(item).__name__}")
         for path in expand_paths([item]):
             try:
-                rgb = to_tensor(read_rgb(path))
+                rgb = scorer.frames(read_rgb(path))
             except (ValueError, OSError) as exc:
                 yield ImageScore(path=str(path), error=str(exc))
                 continue
