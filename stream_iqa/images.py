@@ -59,8 +59,8 @@ def resize_array(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     out = np.empty(x.shape[:-2] + (h, w), dtype=np.float32)
     planes = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, *x.shape[-2:])
-    for plane, dst in zip(planes, out.reshape(-1, h, w)):
-        dst[...] = np.asarray(Image.fromarray(plane, mode="F").resize((w, h), Image.Resampling.BILINEAR))
+    for plane, dst in zip(planes, out.reshape(-1, h, w)):  # a float32 plane is an "F" image
+        dst[...] = np.asarray(Image.fromarray(plane).resize((w, h), Image.Resampling.BILINEAR))
     return out
 
 
