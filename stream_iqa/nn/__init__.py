@@ -7,8 +7,9 @@ torch-free ONNX Runtime worker) can be imported without torch and timm.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from stream_iqa.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "DISTORTIONS": "stream_iqa.nn.api",
@@ -25,10 +26,4 @@ if TYPE_CHECKING:
     from stream_iqa.nn.registry import create_model, list_models, register_model
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stream_iqa.nn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
