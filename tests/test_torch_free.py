@@ -154,3 +154,55 @@ print(stream_iqa.create_analyzer().card.name)
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "dgiqa-lite"
+
+
+def test_the_plain_install_is_the_torch_free_worker_and_covers_what_it_imports(clip, tmp_path):
+    """pyproject's plain dependencies hold no torch stack, and every third-party module a torch-free replay, `score`
+    and the service load comes from one of them (so `pip install stream-iqa` is enough for the CPU worker)."""
+    import re
+    import tomllib
+    from importlib.metadata import packages_distributions
+
+    from stream_iqa.settings import REPO_ROOT
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    plain = {re.split(r"[<>=!~\[ ;]", r)[0].lower() for r in project["dependencies"]}
+    torch_stack = {re.split(r"[<>=!~\[ ;]", r)[0].lower() for r in project["optional-dependencies"]["torch"]}
+    assert {"torch", "torchvision", "timm"} <= torch_stack and not plain & {"torch", "torchvision", "timm"}
+    pinned = {re.split(r"[<>=!~\[ ;]", line)[0].lower()
+              for line in (REPO_ROOT / "requirements-worker.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")}
+    assert pinned == plain  # the worker's pins are the plain install's set
+
+    code = NO_TORCH.replace("rc = main(sys.argv[1:])", "rc = main(sys.argv[1:]); import stream_iqa.service.app")
+    code += "\n"  # the list of loaded top-level modules, printed on stderr before exit
+    code = code.replace("sys.exit(rc)", "print(' '.join(sorted({m.split('.')[0] for m, v in sys.modules.items() "
+                                        "if v is not None})), file=sys.stderr)\nsys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, "replay", str(clip)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = out.stderr.strip().splitlines()[-1].split()
+    dists = packages_distributions()
+    third_party = {d.lower() for m in loaded if m in dists and m not in sys.stdlib_module_names for d in dists[m]}
+    # imported only because they happen to be installed: rich.pretty tries `import attr`; setuptools through the
+    # editable install's finder (_distutils_hack)
+    third_party -= {"stream-iqa", "stream_iqa", "attrs", "setuptools"}
+    from importlib.metadata import requires
+
+    def closure(names: set[str]) -> set[str]:  # the plain dependencies and everything they require in turn
+        seen, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            try:
+                reqs = requires(name) or []
+            except Exception:  # noqa: BLE001 - not installed here: nothing further to follow
+                continue
+            todo += [re.split(r"[<>=!~\[ ;(]", r)[0].lower() for r in reqs if "extra ==" not in r]
+        return seen
+
+    norm = {n.replace("_", "-") for n in closure(plain)} | closure(plain)
+    missing = sorted(d for d in third_party if d not in norm and d.replace("_", "-") not in norm)
+    assert not missing, f"imported by the torch-free worker but not in pyproject's plain dependencies: {missing}"
