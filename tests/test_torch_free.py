@@ -206,3 +206,9 @@ def test_the_plain_install_is_the_torch_free_worker_and_covers_what_it_imports(c
     norm = {n.replace("_", "-") for n in closure(plain)} | closure(plain)
     missing = sorted(d for d in third_party if d not in norm and d.replace("_", "-") not in norm)
     assert not missing, f"imported by the torch-free worker but not in pyproject's plain dependencies: {missing}"
+
+
+def test_a_command_that_needs_the_torch_extra_says_so_without_a_traceback(tmp_path):
+    out = _run(["export", "--onnx", str(tmp_path / "m.onnx")], tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "pip install 'stream-iqa[torch]'" in out.stderr and "Traceback" not in out.stderr
