@@ -82,6 +82,12 @@ def gather(rgb: np.ndarray, spec: FragmentSpec, rng: np.random.Generator | None 
     return out
 
 
+def gather_batch(rgb: np.ndarray, spec: FragmentSpec) -> np.ndarray:
+    """Centred fragments (``gather``) of each frame of an (N, C, H, W) batch, as (N, C, S, S): for models given whole
+    frames without the decoder's native fragments."""
+    return np.stack([gather(frame.transpose(1, 2, 0), spec).transpose(2, 0, 1) for frame in rgb])
+
+
 def splice_slices(rows: np.ndarray, cols: np.ndarray, spec: FragmentSpec
                   ) -> Iterator[tuple[slice, slice, slice, slice]]:
     """(out rows, out cols, frame rows, frame cols) of each of the grid² patches, given the patches' starts along
@@ -94,4 +100,4 @@ def splice_slices(rows: np.ndarray, cols: np.ndarray, spec: FragmentSpec
             yield slice(i * p, (i + 1) * p), slice(j * p, (j + 1) * p), slice(r, r + p), slice(c, c + p)
 
 
-__all__ = ["FragmentSpec", "cell_offsets", "fitted_size", "gather", "patch_index", "splice_slices"]
+__all__ = ["FragmentSpec", "cell_offsets", "fitted_size", "gather", "gather_batch", "patch_index", "splice_slices"]

@@ -5,8 +5,8 @@ requested size. Sources differ in cost by four orders of magnitude (a physical p
 pipeline reuses maps across frames and why checkpoints record the source they were trained with.
 
 Frames come as torch tensors (any device) or as numpy arrays (the torch-free ONNX Runtime worker), and the map comes
-back as the same kind. A source written for both (``host_arrays``: the prior) computes numpy in numpy; any other
-source is handed numpy frames through torch.
+back as the same kind. A source written for both (the prior overrides ``_estimate_host``) computes numpy in numpy;
+any other source is handed numpy frames through torch.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 class DepthSource(ABC):
     #: registry name, recorded in checkpoints ("prior", "depth-anything-v2", …)
     name: str = "abstract"
-    #: True for a source that computes numpy frames without torch (``_estimate_host``)
-    host_arrays: bool = False
 
     @abstractmethod
     def _estimate(self, rgb: torch.Tensor) -> torch.Tensor:

@@ -66,7 +66,6 @@ class PriorDepth(DepthSource):
     """
 
     name = "prior"
-    host_arrays = True
 
     def __init__(
         self,

@@ -79,12 +79,10 @@ class SharedBatcher:
         if spec is None:
             return None
         if isinstance(batch[0].rgb, np.ndarray):
-            from stream_iqa.model.onnx_runtime import gather_batch
-
-            return _cat([r.fragments if r.fragments is not None else gather_batch(r.rgb, spec) for r in batch])
-        from stream_iqa.nn.fragments import gather_fragments
-
-        return _cat([r.fragments if r.fragments is not None else gather_fragments(r.rgb, spec) for r in batch])
+            from stream_iqa.fragments import gather_batch as gather
+        else:
+            from stream_iqa.nn.fragments import gather_fragments as gather
+        return _cat([r.fragments if r.fragments is not None else gather(r.rgb, spec) for r in batch])
 
     def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
         batch, frames = [first], first.rgb.shape[0]

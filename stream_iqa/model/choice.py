@@ -48,6 +48,11 @@ def resolve_device_name(device: str | None = "auto") -> str:
     return str(resolve_device(device))
 
 
+def device_type(device: object) -> str:
+    """"cpu", "cuda" or "mps" of a device given as a torch device or by name ("cuda:1")."""
+    return str(device).split(":")[0]
+
+
 def known_model(name: str) -> bool:
     """Whether ``name`` is a model stream-iqa can build: a built-in (no import), else one registered since."""
     if name in BUILTIN_MODELS:
@@ -57,4 +62,4 @@ def known_model(name: str) -> bool:
     return name in list_models()
 
 
-__all__ = ["BUILTIN_MODELS", "cuda_possible", "known_model", "resolve_device_name"]
+__all__ = ["BUILTIN_MODELS", "cuda_possible", "device_type", "known_model", "resolve_device_name"]

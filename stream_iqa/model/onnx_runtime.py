@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from stream_iqa.errors import ConfigError
-from stream_iqa.fragments import FragmentSpec, gather
+from stream_iqa.fragments import FragmentSpec, gather_batch
 from stream_iqa.images import resize_array
 from stream_iqa.model.card import ModelCard
+from stream_iqa.model.choice import device_type
 from stream_iqa.model.served import IQAOutput, to_host
 
 
@@ -92,8 +93,7 @@ class OnnxRuntimeModel:
             )
         if model_settings.name != "dgiqa-lite":
             raise ConfigError(f"the onnxruntime backend runs an exported dgiqa-lite, not {model_settings.name!r}")
-        cuda = str(device).split(":")[0] == "cuda"
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else None
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device_type(device) == "cuda" else None
         return cls(Path(path), providers=providers, threads=model_settings.threads)
 
     def set_threads(self, threads: int) -> None:
@@ -115,7 +115,3 @@ class OnnxRuntimeModel:
             return IQAOutput(quality=torch.from_numpy(quality), distortions=torch.from_numpy(distortions))
         return IQAOutput(quality=quality, distortions=distortions)
 
-
-def gather_batch(rgb: np.ndarray, spec: FragmentSpec) -> np.ndarray:
-    """Centred fragments (``stream_iqa.fragments.gather``) of each frame of an (N,3,H,W) batch, as (N,3,S,S)."""
-    return np.stack([gather(frame.transpose(1, 2, 0), spec).transpose(2, 0, 1) for frame in rgb])

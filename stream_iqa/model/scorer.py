@@ -22,7 +22,7 @@ import numpy as np
 from stream_iqa.errors import ConfigError
 from stream_iqa.depth import create_depth_source
 from stream_iqa.depth.base import DepthSource
-from stream_iqa.model.choice import resolve_device_name
+from stream_iqa.model.choice import device_type, resolve_device_name
 from stream_iqa.model.served import DISTORTIONS, ServedModel, to_host
 from stream_iqa.schema import ImageScore
 from stream_iqa.settings import Settings
@@ -45,7 +45,7 @@ class Scorer:
     @property
     def device_type(self) -> str:
         """"cpu", "cuda" or "mps", whichever way ``device`` is given."""
-        return str(self.device).split(":")[0]
+        return device_type(self.device)
 
     @property
     def host_arrays(self) -> bool:
@@ -120,7 +120,7 @@ def load_onnx_model(settings: Settings, device: str = "cpu") -> Any | None:
     path = cfg.onnx if cfg.onnx is not None else (cfg.checkpoint.with_suffix(".onnx") if cfg.checkpoint else None)
     if cfg.backend == "onnxruntime":
         return OnnxRuntimeModel.from_settings(cfg, device, path)
-    if cfg.backend != "auto" or str(device).split(":")[0] != "cpu" or cfg.precision != "fp32" or cfg.name != "dgiqa-lite":
+    if cfg.backend != "auto" or device_type(device) != "cpu" or cfg.precision != "fp32" or cfg.name != "dgiqa-lite":
         return None
     if path is None or not path.is_file() or cfg.checkpoint is None or not cfg.checkpoint.is_file():
         return None
