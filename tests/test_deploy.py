@@ -300,6 +300,15 @@ def test_dockerfile_installs_the_pinned_requirements_then_the_wheel() -> None:
     assert "pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ." in runs
     assert "pip install --no-deps /tmp/wheels/*.whl" in runs
     assert runs.index("-r /tmp/requirements.txt") < runs.index("/tmp/wheels/*.whl")
+    # the cpu variant installs the torch-free serving set unless CPU_TORCH=1 asks for the torch stack
+    assert re.search(r"^ARG CPU_TORCH=0$", DOCKERFILE.read_text(), re.MULTILINE)
+    branch = re.search(r'if \[ "\$VARIANT" = cpu \] && \[ "\$CPU_TORCH" != 1 \]; then\s+pip install -r '
+                       r'/tmp/requirements-worker.txt;\s+else\s+(.*?)\s+fi\b', runs)
+    assert branch, "the cpu variant must install requirements-worker.txt alone"
+    assert "pip install -r /tmp/requirements.txt" in branch.group(1) and "$pins" in branch.group(1)
+    worker = (REPO_ROOT / "requirements-worker.txt").read_text()
+    assert not re.search(r"^(torch|torchvision|timm)\b", worker, re.MULTILINE)
+    assert "onnxruntime" in worker
     # `make install` and the README use the same file
     assert "-r requirements.txt" in (REPO_ROOT / "Makefile").read_text()
     # test, evaluation and lint tools stay out of the image (and so does the compiler brisque's libsvm may need)
