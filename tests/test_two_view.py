@@ -319,3 +319,85 @@ def test_a_quality_view_recipe_refuses_typos_and_bad_geometry(tmp_path):
     p.write_text("fragments: [5, 16]\nw_severity_rank: 0.5\nrank_severities: [0, 1]\n")
     cfg = QualityViewConfig.from_yaml(p)
     assert cfg.fragments == (5, 16) and cfg.rank_severities == (0, 1)
+
+
+def _tiny_quality_cfg(**kw):
+    from stream_iqa.train.quality_view import QualityViewConfig
+
+    return QualityViewConfig(**{**dict(fragments=(4, 32), epochs=1, batch_size=8, max_mos=24, threads=2,
+                                       distill_variants=1, distill_batch=4), **kw})
+
+
+@pytest.mark.data
+def test_distilled_student_refuses_a_teacher_that_saw_its_held_out_photos(shared_data, tmp_path):
+    """The teacher's scores on unrated photos carry what it learnt from MOS; a teacher trained on CLIVE photos the
+    student holds out would leak their scores into the student's held-out figure, so it is refused by its record."""
+    import json
+    import shutil
+
+    from stream_iqa.nn.checkpoint import load_checkpoint
+    from stream_iqa.train.quality_view import compare_split_seeds
+
+    settings = Settings.load(data={"root": shared_data}, depth={"source": "prior"})
+    teachers = tmp_path / "teachers"
+    compare_split_seeds(_tiny_quality_cfg(fragments=(4, 40), max_mos=40), settings, [0], keep=teachers)
+    assert load_checkpoint(teachers / "split-0.safetensors")[1]["training"]["quality_view"]["split"] == {
+        "val_fraction": 0.2, "seed": 0}
+    student = _tiny_quality_cfg(teacher=str(teachers / "split-{split}.safetensors"), max_mos=40)
+    rows = compare_split_seeds(student, settings, [0], keep=tmp_path / "students")
+    assert rows[0]["n"] >= 3 and -1 <= rows[0]["srocc"] <= 1
+    record = load_checkpoint(tmp_path / "students" / "split-0.safetensors")[1]["training"]["quality_view"]
+    d = record["distillation"]
+    assert [m["fragments"] for m in d["members"]] == [[4, 40]] and d["teacher_draws"] == 4
+    assert d["photos"] == {"natural": 40, "real": 40, "synthetic": 40}
+    assert "teacher's scores" in record["data"]
+
+    shutil.copy(teachers / "split-0.safetensors", teachers / "split-1.safetensors")  # a mislabelled file
+    shutil.copy(teachers / "split-0.json", teachers / "split-1.json")
+    with pytest.raises(ValueError, match="seed=0.*holds out val_fraction=0.2, seed=1"):
+        compare_split_seeds(student, settings, [1])
+    meta_path = teachers / "split-0.json"  # the record --final writes: trained on every photo
+    meta = json.loads(meta_path.read_text())
+    meta["training"]["quality_view"]["split"] = {"val_fraction": 0, "seed": None}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="every CLIVE photo"):
+        compare_split_seeds(student, settings, [0])
+    with pytest.raises(FileNotFoundError, match="recipe key 'teacher'"):
+        compare_split_seeds(_tiny_quality_cfg(teacher=str(tmp_path / "none-{split}.safetensors")), settings, [0])
+
+
+@pytest.mark.data
+def test_distillation_pulls_the_student_toward_the_teachers_scores(shared_data):
+    """Same photos, same seeds; only the teacher's scores differ (all 90 vs all 10): the student trained on the
+    high ones must score those unrated photos higher."""
+    from stream_iqa.data.mos import split_items
+    from stream_iqa.train.quality_view import DistillSet, load_clive, predict, train_quality_view
+
+    settings = Settings.load(data={"root": shared_data}, depth={"source": "prior"})
+    items, images = load_clive(settings, 16)
+    train, _ = split_items(items, 0.2, seed=0)
+    rng = np.random.default_rng(0)
+    unrated = [rng.integers(0, 256, (200, 260, 3), dtype=np.uint8) for _ in range(8)]
+    means = {}
+    for level in (10.0, 90.0):
+        cfg = _tiny_quality_cfg(epochs=3, w_distill=5.0, distill_batch=8)
+        model, result = train_quality_view(cfg, train, [], images, None,
+                                           DistillSet(unrated, np.full(8, level, np.float32), {"teacher": "test"}))
+        assert result["distillation"] == {"teacher": "test"}
+        means[level] = predict(model, unrated).mean()
+    assert means[90.0] > means[10.0] + 5
+
+
+def test_distillation_settings_are_checked_and_one_teacher_may_be_a_string(tmp_path):
+    from stream_iqa.train.quality_view import QualityViewConfig
+
+    assert QualityViewConfig(teacher="t/split-{split}.safetensors").teacher == ("t/split-{split}.safetensors",)
+    assert QualityViewConfig().teacher == ()
+    with pytest.raises(ValueError, match="distill_sources: unknown \\['clive'\\]"):
+        QualityViewConfig(distill_sources=("natural", "clive"))  # rated photos are never pseudo-labelled
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("teacher:\n  - a-{split}.safetensors\n  - b-{split}.safetensors\ndistill_sources: [real]\n")
+    cfg = QualityViewConfig.from_yaml(recipe)
+    assert cfg.teacher == ("a-{split}.safetensors", "b-{split}.safetensors") and cfg.distill_sources == ("real",)
+    recipe.write_text("teacher: a-{split}.safetensors\n")
+    assert QualityViewConfig.from_yaml(recipe).teacher == ("a-{split}.safetensors",)

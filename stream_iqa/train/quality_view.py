@@ -16,6 +16,15 @@ with.
 prints held-out SROCC/PLCC per seed and their mean: differences under ~0.03 on 157 photos are noise, so recipes are
 compared on several splits. ``--final`` trains on every CLIVE photo and writes a checkpoint whose flag heads are
 still untrained.
+
+Distillation (``teacher``): the same training plus a teacher's scores on photos nobody rated (the natural and real/
+train photos, synthetic variants of the natural ones), each step a few of them learnt like rated photos. The
+teacher is one or more quality-view checkpoints of this command (a heavier view, configs/train-quality-teacher.yaml,
+or an ensemble), scored with several fragment draws. Each split's student takes the teacher trained on the same
+split, and a teacher whose record shows it saw a photo the student holds out is refused:
+
+    stream-iqa train-quality-view --recipe configs/train-quality-teacher.yaml --split-seeds 0 1 2 --keep runs/quality-teacher
+    stream-iqa train-quality-view --recipe configs/train-quality-distilled.yaml --split-seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -23,10 +32,11 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import re
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +58,10 @@ from stream_iqa.train.evaluate import calibration_from
 from stream_iqa.train.recipe import read_recipe
 
 log = get_logger(__name__)
+
+
+#: Where unrated photos for distillation come from — only ever the *train* side of each data set.
+DISTILL_SOURCES = ("natural", "real", "synthetic")
 
 
 @dataclass
@@ -74,13 +88,26 @@ class QualityViewConfig:
     rank_photos: int = 2
     rank_severities: tuple[float, ...] = (0.0, 0.35, 0.7, 1.0)
     rank_temperature: float = 0.05  # on the sigmoid (0–1) scale
+    # Distillation (model v2 issue, item 4): a heavier quality-view teacher (``teacher``, a checkpoint of this
+    # command, e.g. configs/train-quality-teacher.yaml) scores photos no person rated — the natural and real/ *train*
+    # photos and synthetic variants of the natural ones — as the mean of ``teacher_draws`` fragment draws; each step
+    # then adds ``distill_batch`` of them, learnt like MOS photos (squared error + (1 − PLCC)) at ``w_distill``.
+    # ``{split}`` in ``teacher`` is the CLIVE split seed (``all`` for --final): the teacher must have held out the
+    # same photos as the student, or its scores would carry the held-out photos' MOS into the student. Several
+    # checkpoints (a list) make an ensemble teacher: the mean of their scores.
+    teacher: tuple[str, ...] = ()
+    distill_sources: tuple[str, ...] = DISTILL_SOURCES
+    distill_variants: int = 2  # synthetic variants per natural train photo
+    distill_batch: int = 8
+    w_distill: float = 1.0
+    teacher_draws: int = 4
     max_mos: int = 0  # >0: only the first N CLIVE photos (smoke tests)
 
     @classmethod
     def from_yaml(cls, path: Path) -> "QualityViewConfig":
         data = read_recipe(path, cls.__dataclass_fields__, "quality-view")
-        for key in ("fragments", "rank_severities"):
-            if key in data:
+        for key in ("fragments", "rank_severities", "distill_sources", "teacher"):
+            if key in data and not isinstance(data[key], str):
                 data[key] = tuple(data[key])
         try:
             return cls(**data)
@@ -90,6 +117,11 @@ class QualityViewConfig:
     def __post_init__(self) -> None:
         if len(self.fragments) != 2 or min(self.fragments) < 1:
             raise ValueError(f"fragments must be [grid, patch], got {list(self.fragments)}")
+        if isinstance(self.teacher, str):
+            self.teacher = (self.teacher,) if self.teacher else ()
+        unknown = set(self.distill_sources) - set(DISTILL_SOURCES)
+        if unknown:
+            raise ValueError(f"distill_sources: unknown {sorted(unknown)}; known: {', '.join(DISTILL_SOURCES)}")
 
 
 def _fragment_batch(images: list[np.ndarray], model: DGIQALite, rng: np.random.Generator | None,
@@ -149,6 +181,108 @@ def _ladder_loss(q: torch.Tensor, severity: np.ndarray, group: np.ndarray, tempe
     return torch.nn.functional.softplus(-diff[mask]).mean()
 
 
+@dataclass
+class DistillSet:
+    """Unrated photos and the teacher's quality for each (0–100, the network's scale before calibration)."""
+
+    images: list[np.ndarray]
+    targets: np.ndarray
+    record: dict[str, Any]
+
+
+def distill_photos(cfg: QualityViewConfig, settings: Settings) -> tuple[list[np.ndarray], dict[str, int]]:
+    """The unrated *train*-side photos of ``cfg.distill_sources`` (never natural/val, real/dev or any CLIVE photo)."""
+    from stream_iqa.data.real import load_real
+    from stream_iqa.depth.prior import PriorDepth
+    from stream_iqa.images import to_tensor
+    from stream_iqa.synthesis.degradations import FLAG_KINDS, QUALITY_KINDS, Recipe, apply_recipe, h264_available
+
+    root = settings.data.root
+    natural = natural_split(root / "natural")["train"]
+    if cfg.max_mos:
+        natural = natural[: max(4, cfg.max_mos)]
+    images: list[np.ndarray] = []
+    counts: dict[str, int] = {}
+    if "natural" in cfg.distill_sources:
+        images += [read_rgb(p) for p in natural]
+        counts["natural"] = len(natural)
+    if "real" in cfg.distill_sources:
+        real = [p.path for p in load_real(root / "real", split="train")]
+        if cfg.max_mos:
+            real = real[: cfg.max_mos]
+        images += [read_rgb(p) for p in real]
+        counts["real"] = len(real)
+    if "synthetic" in cfg.distill_sources and cfg.distill_variants > 0:
+        rng = np.random.default_rng(cfg.seed + 2)
+        kinds = [k for k in (*FLAG_KINDS, *QUALITY_KINDS) if k != "h264" or h264_available()]
+        prior = PriorDepth()
+        n = 0
+        for p in natural:
+            img = read_rgb(p)
+            depth = prior(to_tensor(img))[0, 0].numpy()
+            for _ in range(cfg.distill_variants):
+                kind = kinds[int(rng.integers(len(kinds)))]
+                recipe = Recipe([(kind, float(rng.uniform(0.2, 1.0)))])
+                images.append(apply_recipe(img, depth, recipe, np.random.default_rng(int(rng.integers(2**31)))))
+                n += 1
+        counts["synthetic"] = n
+    return images, counts
+
+
+def _held_out_split(meta: dict[str, Any]) -> tuple[float, int] | None:
+    """(val fraction, split seed) of the CLIVE photos a quality-view checkpoint was *not* trained on; None: all."""
+    record = meta.get("training", {}).get("quality_view", {})
+    split = record.get("split")
+    if split is not None:
+        return None if split["val_fraction"] == 0 else (float(split["val_fraction"]), int(split["seed"]))
+    match = re.search(r"val_fraction=([0-9.]+), seed=(\d+)", str(record.get("data", "")))  # records before "split"
+    return (float(match.group(1)), int(match.group(2))) if match else None
+
+
+def load_teacher(cfg: QualityViewConfig, split: tuple[float, int] | None
+                 ) -> list[tuple[DGIQALite, dict[str, Any]]]:
+    """The teacher checkpoints for a student that holds out ``split`` (None: trains on every CLIVE photo).
+
+    Refuses a teacher that was trained on any photo the student holds out: its scores would leak their MOS."""
+    from stream_iqa.nn.lite import lite_from_checkpoint
+
+    out = []
+    for pattern in cfg.teacher:
+        path = Path(pattern.format(split="all" if split is None else split[1]))
+        if not path.is_file():
+            raise FileNotFoundError(f"teacher {path} not found (recipe key 'teacher'; train it with "
+                                    "stream-iqa train-quality-view --recipe configs/train-quality-teacher.yaml)")
+        teacher, meta = lite_from_checkpoint(path)
+        if teacher.fragment_spec is None:
+            raise ValueError(f"teacher {path} has no fragment view: train it with stream-iqa train-quality-view")
+        held = _held_out_split(meta)
+        if split is not None and held != split:
+            seen = "every CLIVE photo" if held is None else f"the split val_fraction={held[0]}, seed={held[1]}"
+            raise ValueError(f"teacher {path} was trained on {seen}, but the student holds out "
+                             f"val_fraction={split[0]}, seed={split[1]}: its scores would carry held-out MOS into "
+                             "the student")
+        out.append((teacher, meta))
+    return out
+
+
+def teacher_set(cfg: QualityViewConfig, teachers: list[tuple[DGIQALite, dict[str, Any]]], images: list[np.ndarray],
+                counts: dict[str, int]) -> DistillSet:
+    """Each unrated photo scored by the teacher(s): the mean over ``teacher_draws`` fragment draws and over models."""
+    started = time.time()
+    targets = np.mean([predict(t, images, draws=cfg.teacher_draws, seed=cfg.seed) for t, _ in teachers], axis=0)
+    members = []
+    for t, meta in teachers:
+        spec = t.fragment_spec
+        assert spec is not None
+        members.append({"version": meta.get("version"), "tensors_sha256": meta.get("tensors_sha256"),
+                        "fragments": [spec.grid, spec.patch], "trunk": t.config.trunk})
+    record = {"teacher": list(cfg.teacher), "members": members, "teacher_draws": cfg.teacher_draws,
+              "photos": counts, "teacher_s": round(time.time() - started, 1),
+              "target_mean": round(float(targets.mean()), 2), "target_std": round(float(targets.std()), 2)}
+    log.info("teacher scored unrated photos", **counts, s=record["teacher_s"])
+    return DistillSet(images, targets.astype(np.float32), record)
+
+
 def _freeze_bn(model: DGIQALite) -> None:
     for m in model.trunk.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
@@ -170,10 +304,11 @@ def predict(model: DGIQALite, images: list[np.ndarray], draws: int = 1, seed: in
 
 
 def train_quality_view(cfg: QualityViewConfig, train_items: list[MOSItem], val_items: list[MOSItem],
-                       images: dict[Path, np.ndarray], ladder_photos: list[Path] | None = None
-                       ) -> tuple[DGIQALite, dict[str, Any]]:
+                       images: dict[Path, np.ndarray], ladder_photos: list[Path] | None = None,
+                       distill: DistillSet | None = None) -> tuple[DGIQALite, dict[str, Any]]:
     """Fine-tune trunk + lean head from ImageNet on ``train_items``; held-out figures on ``val_items`` (if any).
-    ``ladder_photos``: pristine photos for the severity ranking (``w_severity_rank``)."""
+    ``ladder_photos``: pristine photos for the severity ranking (``w_severity_rank``); ``distill``: unrated photos
+    with a teacher's scores (``w_distill``)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -217,6 +352,12 @@ def train_quality_view(cfg: QualityViewConfig, train_items: list[MOSItem], val_i
                       for im, g, f in zip(imgs, grp, flip)]
                 qr = torch.sigmoid(model.forward_quality(torch.cat(xs)))
                 loss = loss + cfg.w_severity_rank * _ladder_loss(qr, sev, grp, cfg.rank_temperature)
+            if distill is not None:
+                pick = rng.choice(len(distill.images), size=min(cfg.distill_batch, len(distill.images)), replace=False)
+                xd = _fragment_batch([distill.images[i] for i in pick], model, rng, flip=rng.random(len(pick)) < 0.5)
+                qd = torch.sigmoid(model.forward_quality(xd))
+                yd = torch.from_numpy(distill.targets[pick] / 100.0)
+                loss = loss + cfg.w_distill * (torch.nn.functional.mse_loss(qd, yd) + cfg.w_plcc * _plcc_loss(qd, yd))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -233,6 +374,9 @@ def train_quality_view(cfg: QualityViewConfig, train_items: list[MOSItem], val_i
                                           if k != "val"}, **{f"val_{k}": round(v, 4) for k, v in entry.get("val", {}).items()})
     model.eval()
     metrics: dict[str, Any] = {"train_s": round(time.time() - started, 1)}
+    result: dict[str, Any] = {"metrics": metrics, "history": history}
+    if distill is not None:
+        result["distillation"] = distill.record
     if val_items:
         target = [i.mos for i in val_items]
         pred = predict(model, val_imgs)
@@ -240,7 +384,7 @@ def train_quality_view(cfg: QualityViewConfig, train_items: list[MOSItem], val_i
         if cfg.eval_draws > 1:
             avg = predict(model, val_imgs, draws=cfg.eval_draws)
             metrics.update(srocc_draws=srocc(avg, target), plcc_draws=plcc(avg, target))
-    return model, {"metrics": metrics, "history": history}
+    return model, result
 
 
 def load_clive(settings: Settings, max_items: int = 0) -> tuple[list[MOSItem], dict[Path, np.ndarray]]:
@@ -261,30 +405,42 @@ def ladder_photos(cfg: QualityViewConfig, settings: Settings) -> list[Path] | No
 def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[int],
                         keep: Path | None = None) -> list[dict[str, Any]]:
     """One model per CLIVE split; ``keep``: also save each as ``keep/split-SEED.safetensors`` (held-out checks)."""
+    fraction = cfg.clive_val_fraction or 0.2
+    # every teacher checked before minutes of data loading: a missing or leaking one fails at once
+    teachers = {seed: load_teacher(cfg, (fraction, seed)) for seed in seeds} if cfg.teacher else {}
     items, images = load_clive(settings, cfg.max_mos)
     photos = ladder_photos(cfg, settings)
+    unrated = distill_photos(cfg, settings) if cfg.teacher else None
     rows = []
     for seed in seeds:
-        fraction = cfg.clive_val_fraction or 0.2
         train, val = split_items(items, fraction, seed=seed)
-        model, result = train_quality_view(cfg, train, val, images, photos)
+        distill = None
+        if unrated is not None:
+            distill = teacher_set(cfg, teachers.pop(seed), *unrated)
+        model, result = train_quality_view(cfg, train, val, images, photos, distill)
         if keep is not None:
             save_quality_view(cfg, model, result, train, images, keep / f"split-{seed}.safetensors",
-                              "quality_view --split-seeds", f"clive (train part, val_fraction={fraction}, seed={seed})")
+                              "quality_view --split-seeds", f"clive (train part, val_fraction={fraction}, seed={seed})",
+                              split={"val_fraction": fraction, "seed": seed})
         rows.append({"split_seed": seed, **result["metrics"]})
     return rows
 
 
 def write_final(cfg: QualityViewConfig, settings: Settings, out: Path, command: str) -> dict[str, Any]:
     """Train on every CLIVE photo and save a two-view checkpoint (flag heads untrained: train them next)."""
+    teacher = load_teacher(cfg, None) if cfg.teacher else None
     items, images = load_clive(settings, cfg.max_mos)
-    model, result = train_quality_view(cfg, items, [], images, ladder_photos(cfg, settings))
-    return save_quality_view(cfg, model, result, items, images, out, command, f"clive (all {len(items)})")
+    distill = teacher_set(cfg, teacher, *distill_photos(cfg, settings)) if teacher else None
+    model, result = train_quality_view(cfg, items, [], images, ladder_photos(cfg, settings), distill)
+    return save_quality_view(cfg, model, result, items, images, out, command, f"clive (all {len(items)})",
+                             split={"val_fraction": 0, "seed": None})
 
 
 def save_quality_view(cfg: QualityViewConfig, model: DGIQALite, result: dict[str, Any], items: list[MOSItem],
-                      images: dict[Path, np.ndarray], out: Path, command: str, data: str) -> dict[str, Any]:
-    """Fit the calibration on the training photos ``items`` and write the checkpoint with its record."""
+                      images: dict[Path, np.ndarray], out: Path, command: str, data: str,
+                      split: dict[str, Any]) -> dict[str, Any]:
+    """Fit the calibration on the training photos ``items`` and write the checkpoint with its record; ``split``: the
+    CLIVE photos held out (``val_fraction`` 0: none), which a student distilled from this model must hold out too."""
     raw = predict(model, [images[i.path] for i in items])
     model.calibration = calibration_from(raw, np.array([i.mos for i in items]))
     meta = {
@@ -300,7 +456,10 @@ def save_quality_view(cfg: QualityViewConfig, model: DGIQALite, result: dict[str
         "flag_thresholds": {k: 0.5 for k in DISTORTIONS},
         "calibration": model.calibration,
         "training": {"quality_view": {"config": asdict(cfg), "command": command, "data": data + (
-                                          ", severity ladders of the natural train photos" if cfg.w_severity_rank else ""),
+                                          ", severity ladders of the natural train photos" if cfg.w_severity_rank else "")
+                                      + (", a teacher's scores on unrated train-side photos" if cfg.teacher else ""),
+                                      "split": split,
+                                      **({"distillation": result["distillation"]} if "distillation" in result else {}),
                                       "history": result["history"], "wall_time_s": result["metrics"]["train_s"],
                                       "machine": f"{platform.machine()} torch threads={torch.get_num_threads()}",
                                       "torch": torch.__version__,
@@ -321,12 +480,14 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
     cfg = QualityViewConfig.from_yaml(args.recipe) if args.recipe else QualityViewConfig()
+    overrides = {}
     for kv in args.set:
         key, _, value = kv.partition("=")
         if key not in QualityViewConfig.__dataclass_fields__:
             raise SystemExit(f"--set {key}: not a quality-view setting")
         v = yaml.safe_load(value)
-        setattr(cfg, key, tuple(v) if isinstance(v, list) else v)
+        overrides[key] = tuple(v) if isinstance(v, list) else v
+    cfg = replace(cfg, **overrides)  # checked as the recipe is
     settings = Settings()
     if args.final:
         if args.out is None:
