@@ -395,6 +395,12 @@ def test_distillation_settings_are_checked_and_one_teacher_may_be_a_string(tmp_p
     assert QualityViewConfig().teacher == ()
     with pytest.raises(ValueError, match="distill_sources: unknown \\['clive'\\]"):
         QualityViewConfig(distill_sources=("natural", "clive"))  # rated photos are never pseudo-labelled
+    for bad, match in ((dict(teacher="t-{seed}.safetensors"), "only placeholder is {split}"),
+                       (dict(teacher="t", distill_sources=()), "needs unrated photos"),
+                       (dict(teacher="t", distill_sources=("synthetic",), distill_variants=0), "needs unrated photos"),
+                       (dict(teacher="t", teacher_draws=0), "teacher_draws >= 1")):
+        with pytest.raises(ValueError, match=match):
+            QualityViewConfig(**bad)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("teacher:\n  - a-{split}.safetensors\n  - b-{split}.safetensors\ndistill_sources: [real]\n")
     cfg = QualityViewConfig.from_yaml(recipe)

@@ -122,6 +122,16 @@ class QualityViewConfig:
         unknown = set(self.distill_sources) - set(DISTILL_SOURCES)
         if unknown:
             raise ValueError(f"distill_sources: unknown {sorted(unknown)}; known: {', '.join(DISTILL_SOURCES)}")
+        if self.teacher:
+            if self.teacher_draws < 1 or self.distill_batch < 1:
+                raise ValueError("a teacher needs teacher_draws >= 1 and distill_batch >= 1")
+            if not self.distill_sources or (self.distill_sources == ("synthetic",) and self.distill_variants < 1):
+                raise ValueError("a teacher needs unrated photos: distill_sources (and distill_variants for synthetic)")
+            for pattern in self.teacher:
+                try:
+                    pattern.format(split=0)
+                except (KeyError, IndexError, ValueError):
+                    raise ValueError(f"teacher {pattern!r}: the only placeholder is {{split}}") from None
 
 
 def _fragment_batch(images: list[np.ndarray], model: DGIQALite, rng: np.random.Generator | None,
