@@ -106,8 +106,8 @@ class QualityViewConfig:
     @classmethod
     def from_yaml(cls, path: Path) -> "QualityViewConfig":
         data = read_recipe(path, cls.__dataclass_fields__, "quality-view")
-        for key in ("fragments", "rank_severities", "distill_sources", "teacher"):
-            if key in data and not isinstance(data[key], str):
+        for key in ("fragments", "rank_severities", "distill_sources"):
+            if key in data:
                 data[key] = tuple(data[key])
         try:
             return cls(**data)
@@ -117,8 +117,9 @@ class QualityViewConfig:
     def __post_init__(self) -> None:
         if len(self.fragments) != 2 or min(self.fragments) < 1:
             raise ValueError(f"fragments must be [grid, patch], got {list(self.fragments)}")
-        if isinstance(self.teacher, str):
+        if isinstance(self.teacher, str):  # one checkpoint, as a recipe or --set usually gives it
             self.teacher = (self.teacher,) if self.teacher else ()
+        self.teacher = tuple(self.teacher)
         unknown = set(self.distill_sources) - set(DISTILL_SOURCES)
         if unknown:
             raise ValueError(f"distill_sources: unknown {sorted(unknown)}; known: {', '.join(DISTILL_SOURCES)}")
@@ -151,10 +152,11 @@ def _plcc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1.0 - (p * t).sum() / (p.norm() * t.norm()).clamp_min(1e-8)
 
 
-class SeverityLadders:
-    """Synthetic severity ladders from pristine natural photos at their own resolution, for the ranking loss."""
+class PristineScenes:
+    """Pristine photos at their own resolution with the prior's depth, and every degradation kind this machine can
+    synthesise: the material of the severity ladders and of the distillation's synthetic variants."""
 
-    def __init__(self, photos: list[Path], severities: tuple[float, ...], rng: np.random.Generator) -> None:
+    def __init__(self, photos: list[Path]) -> None:
         from stream_iqa.depth.prior import PriorDepth
         from stream_iqa.images import to_tensor
         from stream_iqa.synthesis.degradations import FLAG_KINDS, QUALITY_KINDS, h264_available
@@ -163,6 +165,13 @@ class SeverityLadders:
         prior = PriorDepth()
         self.depths = [prior(to_tensor(img))[0, 0].numpy() for img in self.images]
         self.kinds = [k for k in (*FLAG_KINDS, *QUALITY_KINDS) if k != "h264" or h264_available()]
+
+
+class SeverityLadders(PristineScenes):
+    """Synthetic severity ladders from pristine natural photos at their own resolution, for the ranking loss."""
+
+    def __init__(self, photos: list[Path], severities: tuple[float, ...], rng: np.random.Generator) -> None:
+        super().__init__(photos)
         self.severities = sorted(severities)
         self.rng = rng
 
@@ -203,18 +212,18 @@ class DistillSet:
 def distill_photos(cfg: QualityViewConfig, settings: Settings) -> tuple[list[np.ndarray], dict[str, int]]:
     """The unrated *train*-side photos of ``cfg.distill_sources`` (never natural/val, real/dev or any CLIVE photo)."""
     from stream_iqa.data.real import load_real
-    from stream_iqa.depth.prior import PriorDepth
-    from stream_iqa.images import to_tensor
-    from stream_iqa.synthesis.degradations import FLAG_KINDS, QUALITY_KINDS, Recipe, apply_recipe, h264_available
+    from stream_iqa.synthesis.degradations import Recipe, apply_recipe
 
     root = settings.data.root
     natural = natural_split(root / "natural")["train"]
     if cfg.max_mos:
         natural = natural[: max(4, cfg.max_mos)]
+    synthetic = "synthetic" in cfg.distill_sources and cfg.distill_variants > 0
+    scenes = PristineScenes(natural) if synthetic else None
     images: list[np.ndarray] = []
     counts: dict[str, int] = {}
     if "natural" in cfg.distill_sources:
-        images += [read_rgb(p) for p in natural]
+        images += scenes.images if scenes is not None else [read_rgb(p) for p in natural]
         counts["natural"] = len(natural)
     if "real" in cfg.distill_sources:
         real = [p.path for p in load_real(root / "real", split="train")]
@@ -222,20 +231,14 @@ def distill_photos(cfg: QualityViewConfig, settings: Settings) -> tuple[list[np.
             real = real[: cfg.max_mos]
         images += [read_rgb(p) for p in real]
         counts["real"] = len(real)
-    if "synthetic" in cfg.distill_sources and cfg.distill_variants > 0:
+    if scenes is not None:
         rng = np.random.default_rng(cfg.seed + 2)
-        kinds = [k for k in (*FLAG_KINDS, *QUALITY_KINDS) if k != "h264" or h264_available()]
-        prior = PriorDepth()
-        n = 0
-        for p in natural:
-            img = read_rgb(p)
-            depth = prior(to_tensor(img))[0, 0].numpy()
+        for img, depth in zip(scenes.images, scenes.depths):
             for _ in range(cfg.distill_variants):
-                kind = kinds[int(rng.integers(len(kinds)))]
+                kind = scenes.kinds[int(rng.integers(len(scenes.kinds)))]
                 recipe = Recipe([(kind, float(rng.uniform(0.2, 1.0)))])
                 images.append(apply_recipe(img, depth, recipe, np.random.default_rng(int(rng.integers(2**31)))))
-                n += 1
-        counts["synthetic"] = n
+        counts["synthetic"] = len(natural) * cfg.distill_variants
     return images, counts
 
 
