@@ -203,6 +203,31 @@ def test_flare_source_is_checked():
         TrainConfig(flare_source="sun")
 
 
+def test_random_resized_crops_cut_one_box_from_image_and_depth_and_keep_the_size():
+    from stream_iqa.train.trainer import random_resized_crops
+
+    rgb = torch.rand(6, 3, 48, 64)
+    depth = rgb[:, :1].clone()  # the depth map is the red channel: the same box must come out of both
+    same = random_resized_crops(rgb, depth, 1.0, np.random.default_rng(0))
+    assert same[0] is rgb and same[1] is depth
+    out_rgb, out_depth = random_resized_crops(rgb, depth, 0.5, np.random.default_rng(0))
+    assert out_rgb.shape == rgb.shape and out_depth.shape == depth.shape
+    torch.testing.assert_close(out_rgb[:, :1], out_depth)
+    assert not torch.allclose(out_rgb, rgb)  # cropped and zoomed, not passed through
+    # a box of a constant image is that constant: nothing from outside the image or another item leaks in
+    flat = torch.arange(6.0).view(6, 1, 1, 1).expand(6, 3, 48, 64).contiguous()
+    torch.testing.assert_close(random_resized_crops(flat, flat[:, :1], 0.3, np.random.default_rng(1))[0], flat)
+
+
+def test_crop_scale_is_checked_and_needs_a_two_view_model(tmp_path):
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="crop_scale must be in"):
+            TrainConfig(crop_scale=bad)
+    cfg = TrainConfig(crop_scale=0.6, pretrained_trunk=False)
+    with pytest.raises(ValueError, match="needs a two-view model"):
+        train(cfg, Settings(), tmp_path / "m.safetensors", tmp_path / "run")
+
+
 def test_the_local_flag_branch_gets_its_own_loss(tiny_set):
     torch.manual_seed(0)
     model = DGIQALite(LiteConfig(input_size=SIZE, local_flags=("flare",)), pretrained_trunk=False).train()

@@ -124,6 +124,12 @@ class TrainConfig:
     # split is never read here: it is where the flags are judged.
     real_train: bool = False
     real_repeat: int = 1
+    # Random resized crops of each whole-view training image (area fraction in [crop_scale, 1], aspect 3:4 to 4:3,
+    # resized back to the input size), beside the flips; 1.0: off. The flag path learns its ~200 training photos by
+    # heart (their pristine copies score <= 0.34 for flare, unseen pristine photos up to 0.88): crops show it each
+    # scene at new scales and framings. Two-view models only: a single-view model's quality would read the zoom as
+    # blur.
+    crop_scale: float = 1.0
     max_natural: int = 0  # >0: use only the first N natural photos (smoke tests)
     max_mos: int = 0  # >0: use only the first N MOS photos (smoke tests)
 
@@ -146,6 +152,8 @@ class TrainConfig:
                              "and optics_max_side >= 64")
         if self.flare_source not in ("brightest", "compact"):
             raise ValueError(f"flare_source must be 'brightest' or 'compact', got {self.flare_source!r}")
+        if not 0.0 < self.crop_scale <= 1.0:
+            raise ValueError(f"crop_scale must be in (0, 1], got {self.crop_scale}")
         if not 0.0 <= self.threshold_holdout < 1.0:
             raise ValueError(f"threshold_holdout must be in [0, 1), got {self.threshold_holdout}")
         if self.train_only and not self.init_from:
@@ -307,12 +315,35 @@ class BatchSampler:
         return np.concatenate(parts)
 
 
-def to_batch(data: ArraySet, idx: np.ndarray, model: DGIQALite, flip: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def random_resized_crops(rgb: torch.Tensor, depth: torch.Tensor, min_scale: float, rng: np.random.Generator
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image (and its depth map, the same box) cropped to a random box covering ``min_scale``–1 of its area,
+    aspect 3:4 to 4:3 of the image's, resized back to its size (bilinear). ``min_scale`` 1: unchanged."""
+    if min_scale >= 1.0:
+        return rgb, depth
+    n, _, h, w = rgb.shape
+    out_rgb, out_depth = torch.empty_like(rgb), torch.empty_like(depth)
+    for i in range(n):
+        area = rng.uniform(min_scale, 1.0)
+        aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        ch = min(h, max(8, round(h * math.sqrt(area / aspect))))
+        cw = min(w, max(8, round(w * math.sqrt(area * aspect))))
+        y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        for src, dst in ((rgb, out_rgb), (depth, out_depth)):
+            box = src[i: i + 1, :, y: y + ch, x: x + cw]
+            dst[i] = F.interpolate(box, size=(h, w), mode="bilinear", align_corners=False)[0]
+    return out_rgb, out_depth
+
+
+def to_batch(data: ArraySet, idx: np.ndarray, model: DGIQALite, flip: np.ndarray | None = None,
+             crop_scale: float = 1.0, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     rgb, depth = data.tensors(idx)
     if flip is not None and flip.any():
         f = torch.from_numpy(flip)
         rgb[f] = rgb[f].flip(-1)
         depth[f] = depth[f].flip(-1)
+    if crop_scale < 1.0:
+        rgb, depth = random_resized_crops(rgb, depth, crop_scale, rng or np.random.default_rng())
     return model.preprocess(rgb, depth)
 
 
@@ -330,7 +361,7 @@ def pairwise_rank_loss(pred: torch.Tensor, target: torch.Tensor, group: torch.Te
 
 def compute_loss(model: DGIQALite, data: ArraySet, idx: np.ndarray, cfg: TrainConfig,
                  rng: np.random.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    x, d = to_batch(data, idx, model, flip=rng.random(len(idx)) < 0.5)
+    x, d = to_batch(data, idx, model, flip=rng.random(len(idx)) < 0.5, crop_scale=cfg.crop_scale, rng=rng)
     if model.fragment_spec is not None:  # two-view: quality is trained by train.quality_view, flags here
         f_logits = model.forward_flags(x, d)
         q_logit = f_logits.new_zeros(len(idx))
@@ -465,6 +496,9 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model, arch, base_meta = build_model(cfg)
+    if cfg.crop_scale < 1.0 and model.fragment_spec is None:
+        raise ValueError(f"crop_scale {cfg.crop_scale} needs a two-view model (arch.fragments or init_from a stage-1 "
+                         "checkpoint): a single-view model's quality would learn the crops' zoom as blur")
     data = prepare_data(cfg, settings, arch.input_size)
     pseudo = pseudo_label_negatives(model, data.train, cfg.pseudo_negatives) if cfg.pseudo_negatives else {}
     if pseudo:
