@@ -392,7 +392,7 @@ class TemporalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    half_life_s: float = Field(0.5, ge=0.0, description="Smoothing half-life in seconds; 0 disables smoothing.")
+    half_life_s: float = Field(0.25, ge=0.0, description="Smoothing half-life in seconds; 0 disables smoothing.")
     enter: dict[DistortionType, float] = Field(
         default_factory=dict, description="Per-type enter thresholds; missing types use the model's flag threshold."
     )

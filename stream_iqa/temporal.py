@@ -10,6 +10,13 @@ Pure numpy, no model code, so the same functions serve ``replay`` and the Kafka 
    smoothed by seconds, not by frame counts.
 2. **Hysteresis**: a segment opens when the smoothed probability reaches ``enter`` and closes when it falls below
    ``exit`` (< ``enter``), so a probability hovering near the threshold does not chatter into many segments.
+   **Boundaries from the frames themselves**: each such run then extends over the neighbouring frames whose own
+   (unsmoothed) probability is at least ``exit``. Smoothing decides *whether* there is a segment (one noisy frame
+   cannot open one); the frames decide *where* it starts and ends. Without this a smoothed step crosses a high
+   ``enter`` late and falls below ``exit`` early: at a 0.90 threshold, frames flagged at 0.99 over 13.5–16 s gave a
+   segment of 14.75–15.75 s. For the same reason the default half-life is 0.25 s: at 0.5 s, a 2-s event whose every
+   frame scores 1.0 peaks at 0.81 smoothed (2 frames/s), under a 0.86 threshold, and was never reported; a one-frame
+   blip is still no segment (the minimum duration drops it) and a one-frame dropout still splits none (the merge gap).
 3. **Time spans** (``frame_cells``): each sampled frame stands for the instants nearer to it than to its neighbours,
    i.e. from the midpoint with the previous frame to the midpoint with the next. So a segment ends at the timestamp of
    its last frame plus half the local sampling interval (and starts half an interval before its first frame). The
@@ -112,6 +119,19 @@ def _hysteresis_runs(s: np.ndarray, enter: float, exit_: float) -> list[tuple[in
     return runs
 
 
+def _extend_runs(runs: list[tuple[int, int]], raw: np.ndarray, exit_: float) -> list[tuple[int, int]]:
+    """Each run widened over the adjacent frames whose raw value is >= ``exit_`` (runs may then touch or overlap;
+    the caller merges them)."""
+    out: list[tuple[int, int]] = []
+    for a, b in runs:
+        while a > 0 and raw[a - 1] >= exit_:
+            a -= 1
+        while b < len(raw) - 1 and raw[b + 1] >= exit_:
+            b += 1
+        out.append((a, b))
+    return out
+
+
 def find_segments(
     t: np.ndarray,
     probs: np.ndarray,
@@ -134,9 +154,10 @@ def find_segments(
     segments: list[Segment] = []
     for k, kind in enumerate(DISTORTION_TYPES):
         merged: list[list[int]] = []  # [first frame, last frame]
-        for a, b in _hysteresis_runs(smoothed[:, k], *levels[kind]):
+        enter, exit_ = levels[kind]
+        for a, b in _extend_runs(_hysteresis_runs(smoothed[:, k], enter, exit_), probs[:, k], exit_):
             if merged and lo[a] - hi[merged[-1][1]] <= settings.merge_gap_s:
-                merged[-1][1] = b
+                merged[-1][1] = max(merged[-1][1], b)
             else:
                 merged.append([a, b])
         for a, b in merged:

@@ -123,8 +123,27 @@ def test_smoothing_removes_a_single_frame_dropout_and_a_single_frame_spike():
     t = np.arange(0.0, 20.0, 0.5)
     p = _track(t, {"flare": [(2.0, 12.0), (15.0, 15.5)]})
     p[t == 7.0, 2] = 0.0  # one bad frame inside the span
-    segs = find_segments(t, p, TemporalSettings(merge_gap_s=0.0, min_duration_s=0.0), TH, 20.0)
-    assert len(_spans(segs, "flare")) == 1  # spike at 15 s smoothed to ~0.47 < 0.5, dropout kept above exit
+    # at the default settings (half-life 0.25 s, 1-s minimum and merge gap) the dropout does not split the span
+    # and the one-frame spike at 15 s is no segment
+    assert _spans(find_segments(t, p, TemporalSettings(), TH, 20.0), "flare") == [(1.75, 11.75)]
+    # a longer half-life alone damps both below the levels (spike ~0.47 < enter 0.5, dropout above exit 0.35)
+    segs = find_segments(t, p, TemporalSettings(half_life_s=0.5, merge_gap_s=0.0, min_duration_s=0.0), TH, 20.0)
+    assert len(_spans(segs, "flare")) == 1
+
+
+def test_smoothing_decides_whether_and_the_frames_decide_where_a_segment_ends():
+    """A high threshold (0.90, v2's flare) on a smoothed step: the EMA crosses it late and falls below the exit
+    early, so the span used to come out shrunk by about a second at each end; the frames flagged on their own now
+    set the boundaries, and a lone frame above the exit still opens nothing."""
+    t = np.arange(0.0, 18.0, 0.5)
+    p = _track(t, {"flare": [(11.5, 16.5)]}, on=0.99, off=0.0)
+    high = {**TH, "flare": 0.90}
+    segs = find_segments(t, p, TemporalSettings(), high, 18.0)
+    assert _spans(segs, "flare") == [(11.25, 16.25)]  # frames 11.5 … 16.0, half an interval either side
+    p[t == 5.0, 2] = 0.8  # above the exit (0.75), below the enter, alone: not a segment, and not joined to anything
+    assert _spans(find_segments(t, p, TemporalSettings(), high, 18.0), "flare") == [(11.25, 16.25)]
+    p[t == 11.0, 2] = 0.8  # next to the run: it belongs to it
+    assert _spans(find_segments(t, p, TemporalSettings(), high, 18.0), "flare") == [(10.75, 16.25)]
 
 
 def test_min_duration_drops_blips():
