@@ -30,3 +30,19 @@ def test_distill_needs_images(tmp_path, student_checkpoint):
     with pytest.raises(ValueError, match="at least two images"):
         distill(DistillConfig(), Settings.load(depth={"source": "prior"}), None, [tmp_path], student_checkpoint,
                 tmp_path / "x.safetensors", teacher=DGIQA(crops=1))
+
+
+def test_a_two_view_student_is_refused_before_the_teacher_runs(tmp_path):
+    """The shipped v2 student reads quality from fragments, which this command does not train: a clear error that
+    names the command that does, raised before the teacher's slow pass (a teacher that would fail is passed)."""
+    from stream_iqa.settings import DEFAULT_CHECKPOINT
+
+    class Unreachable(torch.nn.Module):
+        def forward(self, *a):
+            raise AssertionError("the teacher ran")
+
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), torch.zeros(64, 64, 3, dtype=torch.uint8).numpy())
+    with pytest.raises(ValueError, match="two-view student.*train-quality-view"):
+        distill(DistillConfig(), Settings.load(depth={"source": "prior"}), None, [tmp_path], DEFAULT_CHECKPOINT,
+                tmp_path / "x.safetensors", teacher=Unreachable())

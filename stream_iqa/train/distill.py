@@ -87,12 +87,17 @@ def distill(cfg: DistillConfig, settings: Settings, teacher_checkpoint: Path | N
     started = time.time()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    if teacher is None:
-        teacher = create_model("dgiqa", checkpoint=teacher_checkpoint, device="cpu", crops=cfg.crops, seed=cfg.seed)
     if student_checkpoint is not None:
         student, base_meta = lite_from_checkpoint(student_checkpoint)
     else:
         student, base_meta = DGIQALite(), {}
+    if student.fragment_spec is not None:  # checked before the teacher's slow pass over the images
+        raise ValueError(f"{student_checkpoint} is a two-view student (quality from native fragments, model v2): "
+                         "`stream-iqa distill` trains a single-view student's whole-frame quality path; distil a "
+                         "two-view student's quality view with `stream-iqa train-quality-view` and `teacher` in its "
+                         "recipe (configs/train-quality-distilled.yaml)")
+    if teacher is None:
+        teacher = create_model("dgiqa", checkpoint=teacher_checkpoint, device="cpu", crops=cfg.crops, seed=cfg.seed)
     depth_source = create_depth_source(settings.depth, "cpu")
     paths = list(expand_paths(images))
     if len(paths) < 2:
