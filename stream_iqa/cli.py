@@ -321,8 +321,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not args.int8:
         meta = export_onnx(model, args.onnx, opset=args.opset)
+        frags = f", fragments (grid, patch {meta['fragments']})" if meta.get("fragments") else ""
         print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB): inputs rgb, depth at "
-              f"{meta['input_size']}; outputs quality, distortions; dynamic batch")
+              f"{meta['input_size']}{frags}; outputs quality, distortions; dynamic batch")
         return EXIT_OK
     import tempfile
 

@@ -215,6 +215,10 @@ def section_models(cfg: BenchConfig) -> Section:
     x = torch.rand(batch, 3, 192, 192, device=device)
     dd = torch.rand(batch, 1, 192, 192, device=device)
     xcl, dcl = x.contiguous(memory_format=torch.channels_last), dd.contiguous(memory_format=torch.channels_last)
+    # a two-view model (v2) also reads its native fragments: the network's third input
+    spec = eager.fragment_spec
+    fr = () if spec is None else (torch.rand(batch, 3, spec.size, spec.size, device=device),)
+    frcl = tuple(f.contiguous(memory_format=torch.channels_last) for f in fr)
     cl = copy.deepcopy(eager).to(memory_format=torch.channels_last)
     folded = copy.deepcopy(eager)
     fold_batchnorm(folded)
@@ -227,11 +231,11 @@ def section_models(cfg: BenchConfig) -> Section:
         return call
 
     variants: dict[str, tuple[Callable[[], object], int]] = {
-        "eager, no_grad (unoptimised)": (no_grad(lambda: eager(x, dd)), batch),
-        "+ inference_mode": (lambda: eager(x, dd), batch),
-        "+ channels_last": (lambda: cl(xcl, dcl), batch),
-        "+ BatchNorm folded": (lambda: folded(x, dd), batch),
-        "+ BatchNorm folded + channels_last (PyTorch default)": (lambda: both(xcl, dcl), batch),
+        "eager, no_grad (unoptimised)": (no_grad(lambda: eager(x, dd, *fr)), batch),
+        "+ inference_mode": (lambda: eager(x, dd, *fr), batch),
+        "+ channels_last": (lambda: cl(xcl, dcl, *frcl), batch),
+        "+ BatchNorm folded": (lambda: folded(x, dd, *fr), batch),
+        "+ BatchNorm folded + channels_last (PyTorch default)": (lambda: both(xcl, dcl, *frcl), batch),
     }
     if device.type == "cpu":
         import onnxruntime as ort
@@ -249,17 +253,19 @@ def section_models(cfg: BenchConfig) -> Section:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = n
             sessions[n] = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        xn, dn = x.cpu().numpy(), dd.cpu().numpy()
+        feeds = {"rgb": x.cpu().numpy(), "depth": dd.cpu().numpy()}
+        if fr:
+            feeds["fragments"] = fr[0].cpu().numpy()
         for n, sess in sessions.items():
             variants[f"ONNX Runtime fp32, {n} thread{'s' if n > 1 else ''}"] = (
-                lambda sess=sess: sess.run(None, {"rgb": xn, "depth": dn}), batch)
+                lambda sess=sess: sess.run(None, feeds), batch)
         wrapper = ExportableStudent(eager)
-        variants["eager export wrapper (what ONNX Runtime runs)"] = (no_grad(lambda: wrapper(x, dd)), batch)
+        variants["eager export wrapper (what ONNX Runtime runs)"] = (no_grad(lambda: wrapper(x, dd, *fr)), batch)
     if device.type == "cuda":
         for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16)):
             def amp(dtype: torch.dtype = dtype) -> object:
                 with torch.autocast("cuda", dtype=dtype):
-                    return both(xcl, dcl)
+                    return both(xcl, dcl, *frcl)
             variants[f"+ autocast {name}"] = (amp, batch)
     r = rate(variants)
     base = r["eager, no_grad (unoptimised)"]
