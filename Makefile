@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo train-default train-v2 export-default clean
+.PHONY: install test demo train-default train-v1 export-default clean
 
 install: $(STAMP)
 
@@ -22,20 +22,20 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/stream-iqa demo
 
-# The commands that produced the shipped stream_iqa/weights/dgiqa-lite checkpoint (see models/README.md): the base model on every
-# CLIVE photo, then the local flare branch grown onto it with everything else frozen, then its ONNX graph.
+# The commands that produced the shipped stream_iqa/weights/dgiqa-lite checkpoint, model v2 (see models/README.md):
+# stage 1 tunes the trunk and the lean quality head on native fragments of every CLIVE photo, stage 2 trains the
+# whole-view flag path on that frozen trunk, then its ONNX graph and every card figure of it.
 train-default: $(STAMP)
-	$(VENV)/bin/stream-iqa train --recipe configs/train-default.yaml --final --out runs/dgiqa-lite-base/model.safetensors
-	$(VENV)/bin/stream-iqa train --recipe configs/train-flare-branch.yaml --out stream_iqa/weights/dgiqa-lite/model.safetensors
-	$(MAKE) export-default
-
-# The model v2 candidate (not the default yet; models/README.md, "Model v2"): stage 1 tunes the trunk and the lean
-# quality head on native fragments of every CLIVE photo, stage 2 trains the whole-view flag path on that frozen trunk,
-# then every card figure of it.
-train-v2: $(STAMP)
 	$(VENV)/bin/stream-iqa train-quality-view --recipe configs/train-quality-view.yaml --final --out runs/v2-quality/model.safetensors
-	$(VENV)/bin/stream-iqa train --recipe configs/train-v2-flags.yaml --final --out runs/v2/model.safetensors
-	$(VENV)/bin/stream-iqa report --checkpoint runs/v2/model.safetensors --json runs/v2/report.json
+	$(VENV)/bin/stream-iqa train --recipe configs/train-v2-flags.yaml --final --out stream_iqa/weights/dgiqa-lite/model.safetensors
+	$(MAKE) export-default
+	$(VENV)/bin/stream-iqa report --checkpoint stream_iqa/weights/dgiqa-lite/model.safetensors --json runs/dgiqa-lite-report.json
+
+# Model v1, the default until 2026-12-03 (single view: the whole frame at 192x192), for comparison: the base model
+# on every CLIVE photo, then the local flare branch grown onto it with everything else frozen.
+train-v1: $(STAMP)
+	$(VENV)/bin/stream-iqa train --recipe configs/train-default.yaml --final --out runs/dgiqa-lite-base/model.safetensors
+	$(VENV)/bin/stream-iqa train --recipe configs/train-flare-branch.yaml --out runs/v1/model.safetensors
 
 # The shipped model's ONNX graph, which `model.backend: auto` runs on CPU; re-run after every retrain (a stale graph is
 # refused by its weights hash).

@@ -41,7 +41,10 @@ def test_the_onnx_file_is_valid_and_carries_its_preprocessing(exported, student)
     assert json.loads(meta["input_size"]) == list(student.config.input_size)
     assert json.loads(meta["flag_thresholds"]) == pytest.approx(student.flag_thresholds)
     assert json.loads(meta["distortions"]) == ["low_light", "haze", "flare"]
-    assert [i.name for i in proto.graph.input] == ["rgb", "depth"]
+    two_view = student.fragment_spec is not None  # model v2: quality from native fragments, the third input
+    assert [i.name for i in proto.graph.input] == ["rgb", "depth"] + (["fragments"] if two_view else [])
+    if two_view:
+        assert json.loads(meta["fragments"]) == [student.fragment_spec.grid, student.fragment_spec.patch]
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
 
 

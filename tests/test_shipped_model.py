@@ -73,25 +73,40 @@ def test_real_compression_ranks_pristine_above_distorted(shipped):
     assert r["pairs"] == 120 and r["pristine_wins"] >= 0.9
 
 
-@pytest.mark.data
-@pytest.mark.xfail(strict=True, reason="v1, the shipped default, flags 2 of 10 real flare photos, 13 of 21 real hazy "
-                   "ones and 2 of 63 well-exposed LOL twins (models/README.md): these are model v2's bars, and a "
-                   "default that passes them turns this marker into a failure, to be removed")
-def test_flags_hold_on_real_photos_it_never_trained_on(shipped, shared_data):
-    """The model v2 issue's targets on ``real/`` *dev* (never trained on; thresholds fixed on synthetic development
-    photos before): low light AUROC ≥ 0.99 with ≤ 2 % of the well-exposed twins flagged, ≥ 80 % of real hazy photos
-    and ≥ 8 of 10 night light-effect photos flagged. A retrain that loses one of them must not ship."""
+@pytest.fixture(scope="module")
+def real_dev_flags(shipped, shared_data):
+    """The shipped model's flags on ``real/`` *dev* (never trained on; thresholds fixed on synthetic development
+    photos before any of these was scored), as ``real_flag_report`` counts them."""
     from stream_iqa.data.real import load_real, real_flag_report
     from stream_iqa.model.served import DISTORTIONS
     from stream_iqa.train.evaluate import score_images
 
     real = load_real(shared_data / "real", "dev")
     _, probs = score_images(shipped, PriorDepth(), [p.path for p in real])
-    r = real_flag_report(real, probs, dict(shipped.flag_thresholds), DISTORTIONS)
-    low = r["low_light"]
+    return real_flag_report(real, probs, dict(shipped.flag_thresholds), DISTORTIONS)
+
+
+# The model v2 issue's targets on real/dev, one test per flag: a retrain that loses one of them must not ship.
+@pytest.mark.data
+def test_real_low_light_is_found_and_well_exposed_twins_are_left_alone(real_dev_flags):
+    """LOL's low-light captures against the same 63 scenes well exposed: AUROC ≥ 0.99, ≤ 2 % of the twins flagged."""
+    low = real_dev_flags["low_light"]
     assert low["auroc"] >= 0.99 and low["negatives_flagged"] <= 0.02 * low["negatives"], low
-    assert r["haze"]["positives_flagged"] >= 0.8 * r["haze"]["positives"], r["haze"]
-    assert r["flare"]["positives_flagged"] >= 8, r["flare"]
+
+
+@pytest.mark.data
+def test_real_hazy_photos_are_flagged(real_dev_flags):
+    """≥ 80 % of the 21 real hazy, foggy and smoky photos."""
+    assert real_dev_flags["haze"]["positives_flagged"] >= 0.8 * real_dev_flags["haze"]["positives"], real_dev_flags["haze"]
+
+
+@pytest.mark.data
+@pytest.mark.xfail(strict=True, reason="v2, the shipped default, flags 3 of the 10 real night light-effect photos at "
+                   "its flare threshold 0.90 (models/README.md): the model v2 issue's flare bar is still open, and a "
+                   "default that passes it turns this marker into a failure, to be removed")
+def test_real_light_effect_photos_are_flagged_for_flare(real_dev_flags):
+    """≥ 8 of the 10 real night photos with glare and lens flare."""
+    assert real_dev_flags["flare"]["positives_flagged"] >= 8, real_dev_flags["flare"]
 
 
 @pytest.mark.data
