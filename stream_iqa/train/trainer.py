@@ -343,7 +343,9 @@ def to_batch(data: ArraySet, idx: np.ndarray, model: DGIQALite, flip: np.ndarray
         rgb[f] = rgb[f].flip(-1)
         depth[f] = depth[f].flip(-1)
     if crop_scale < 1.0:
-        rgb, depth = random_resized_crops(rgb, depth, crop_scale, rng or np.random.default_rng())
+        if rng is None:  # crops drawn from an unseeded generator would make a seeded run irreproducible
+            raise ValueError("to_batch: crop_scale < 1 needs the training run's rng")
+        rgb, depth = random_resized_crops(rgb, depth, crop_scale, rng)
     return model.preprocess(rgb, depth)
 
 
