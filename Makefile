@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo train-default train-v1 export-default clean
+.PHONY: install test demo train-default train-dgiqa-distilled train-v1 export-default clean
 
 install: $(STAMP)
 
@@ -30,6 +30,15 @@ train-default: $(STAMP)
 	$(VENV)/bin/stream-iqa train --recipe configs/train-v2-flags.yaml --final --out stream_iqa/weights/dgiqa-lite/model.safetensors
 	$(MAKE) export-default
 	$(VENV)/bin/stream-iqa report --checkpoint stream_iqa/weights/dgiqa-lite/model.safetensors --json runs/dgiqa-lite-report.json
+
+# Both stages with the official DGIQA as the quality view's teacher (configs/train-quality-dgiqa.yaml), into runs/:
+#   make train-dgiqa-distilled DGIQA=/path/to/DGIQA_Koniq10k.pth
+# Check runs/v2-dgiqa's report against the shipped one before copying it into stream_iqa/weights/dgiqa-lite.
+train-dgiqa-distilled: $(STAMP)
+	@test -n "$(DGIQA)" || { echo "set DGIQA=/path/to/DGIQA_Koniq10k.pth (the official checkpoint)"; exit 2; }
+	$(VENV)/bin/stream-iqa train-quality-view --recipe configs/train-quality-dgiqa.yaml --final --set teacher=dgiqa:$(DGIQA) --out runs/v2-quality-dgiqa/model.safetensors
+	$(VENV)/bin/stream-iqa train --recipe configs/train-v2-flags.yaml --final --init-from runs/v2-quality-dgiqa/model.safetensors --out runs/v2-dgiqa/model.safetensors
+	$(VENV)/bin/stream-iqa report --checkpoint runs/v2-dgiqa/model.safetensors --json runs/v2-dgiqa/report.json
 
 # Model v1, the default until 2026-12-03 (single view: the whole frame at 192x192), for comparison: the base model
 # on every CLIVE photo, then the local flare branch grown onto it with everything else frozen.

@@ -126,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key in ("epochs", "seed", "variants", "batch_size", "threads"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
+    if args.init_from is not None:  # a stage-2 recipe on another stage-1 checkpoint (make train-dgiqa-distilled)
+        cfg.init_from = str(args.init_from)
     if args.final:
         cfg.clive_val_fraction = 0.0
     run_dir = args.run_dir or Path("runs") / cfg.name
@@ -431,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--final", action="store_true", help="train on every MOS photo (no held-out CLIVE part)")
     for key, typ in (("epochs", int), ("seed", int), ("variants", int), ("batch-size", int), ("threads", int)):
         sp.add_argument(f"--{key}", type=typ)
+    sp.add_argument("--init-from", type=Path, help="checkpoint to start from, instead of the recipe's init_from")
     common(sp)
     sp.set_defaults(func=cmd_train)
 

@@ -174,6 +174,20 @@ def test_bad_training_recipe_is_a_configuration_error(tmp_path, capsys):
     assert "unknown training settings ['epochz']" in _one_line(capsys.readouterr().err)
 
 
+def test_train_init_from_replaces_the_recipes_stage_1_checkpoint(tmp_path, monkeypatch):
+    """`make train-dgiqa-distilled` trains the stage-2 recipe on another stage-1 checkpoint; the recipe's own
+    init_from must not win over the command line."""
+    import stream_iqa.train.trainer as trainer
+
+    seen = {}
+    monkeypatch.setattr(trainer, "train", lambda cfg, settings, **kw: seen.update(init_from=cfg.init_from))
+    other = tmp_path / "stage1.safetensors"
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "train-v2-flags.yaml"
+    assert main(["train", "--recipe", str(recipe), "--init-from", str(other),
+                 "--out", str(tmp_path / "m.safetensors")]) == 0
+    assert seen == {"init_from": str(other)}
+
+
 def test_a_bug_keeps_its_traceback_and_exits_1():
     """A ValueError from a programming mistake must not be reported as bad input (exit 3)."""
     code = ("import sys\nimport stream_iqa.cli as cli\n"

@@ -43,6 +43,6 @@ def test_a_two_view_student_is_refused_before_the_teacher_runs(tmp_path):
 
     for i in range(2):
         cv2.imwrite(str(tmp_path / f"{i}.png"), torch.zeros(64, 64, 3, dtype=torch.uint8).numpy())
-    with pytest.raises(ValueError, match="two-view student.*train-quality-view"):
+    with pytest.raises(ValueError, match="two-view student.*train-quality-view.*dgiqa:PATH"):
         distill(DistillConfig(), Settings.load(depth={"source": "prior"}), None, [tmp_path], DEFAULT_CHECKPOINT,
                 tmp_path / "x.safetensors", teacher=Unreachable())

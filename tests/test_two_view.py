@@ -407,3 +407,72 @@ def test_distillation_settings_are_checked_and_one_teacher_may_be_a_string(tmp_p
     assert cfg.teacher == ("a-{split}.safetensors", "b-{split}.safetensors") and cfg.distill_sources == ("real",)
     recipe.write_text("teacher: a-{split}.safetensors\n")
     assert QualityViewConfig.from_yaml(recipe).teacher == ("a-{split}.safetensors",)
+
+
+def test_scale_onto_maps_a_teacher_onto_the_mos_and_refuses_a_flat_or_inverted_one():
+    """The official DGIQA learnt KonIQ's scale: a line fitted on the student's training photos puts it on CLIVE's.
+    A teacher that gives every photo one score, or ranks them against the MOS, is refused rather than taught."""
+    from stream_iqa.train.quality_view import scale_onto
+
+    raw = np.array([0.2, 0.4, 0.5, 0.9, 0.7])
+    a, b = scale_onto(raw, 80.0 * raw + 10.0)
+    assert a == pytest.approx(80.0) and b == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="one score"):
+        scale_onto(np.full(5, 0.5), raw)
+    with pytest.raises(ValueError, match="fall as MOS rises.*PLCC -1.00"):
+        scale_onto(raw, 100.0 - 50.0 * raw)
+    with pytest.raises(ValueError, match="2 training photos"):
+        scale_onto(raw[:2], raw[:2])
+
+
+def test_an_official_dgiqa_teacher_trained_on_clive_is_refused_for_split_runs_and_a_missing_one_is_named():
+    from stream_iqa.train.quality_view import QualityViewConfig, load_teacher
+
+    for name in ("DGIQA_LIVEC.pth", "dgiqa-live_challenge.pth", "DGIQA_CLIVE_best.pth"):
+        cfg = QualityViewConfig(teacher=f"dgiqa:/nowhere/{name}")
+        with pytest.raises(ValueError, match="trained on CLIVE"):  # before the file is even looked for
+            load_teacher(cfg, (0.2, 0))
+        with pytest.raises(FileNotFoundError, match="dgiqa:PATH names the official"):
+            load_teacher(cfg, None)  # --final: every CLIVE photo is training data, so the name is no objection
+    with pytest.raises(FileNotFoundError, match="DGIQA_Koniq10k.pth not found"):
+        load_teacher(QualityViewConfig(teacher="dgiqa:/nowhere/DGIQA_Koniq10k.pth"), (0.2, 0))
+    with pytest.raises(ValueError, match="teacher_crops >= 1"):
+        QualityViewConfig(teacher="dgiqa:/x.pth", teacher_crops=0)
+
+
+def test_the_official_dgiqa_teaches_on_the_students_scale_through_one_pass_per_photo_list(tmp_path):
+    """A randomly initialised DGIQA in the official layout (the weights cannot be had here): loaded strictly from a
+    bare .pth, its scores mapped onto the MOS by the line through the training photos, its raw scores computed once
+    per photo list and the model shared between split runs (it never saw the splits)."""
+    from stream_iqa.nn.checkpoint import file_sha256
+    from stream_iqa.nn.dgiqa import DGIQA
+    from stream_iqa.train.quality_view import QualityViewConfig, load_teacher, teacher_set
+
+    torch.manual_seed(0)
+    path = tmp_path / "DGIQA_Koniq10k.pth"
+    torch.save(DGIQA(crops=1).state_dict(), path)
+    cfg = QualityViewConfig(teacher=f"dgiqa:{path}", teacher_crops=1, teacher_fit_photos=4)
+    settings = Settings.load(depth={"source": "prior"})
+    shared: dict = {}
+    (teacher,) = load_teacher(cfg, (0.2, 0), settings, shared)
+    assert load_teacher(cfg, (0.2, 1), settings, shared) == [teacher]  # one model for every split
+    rng = np.random.default_rng(0)
+    fit = [rng.integers(0, 256, (96, 120, 3), dtype=np.uint8) for _ in range(4)]
+    unrated = [rng.integers(0, 256, (80, 100, 3), dtype=np.uint8) for _ in range(3)]
+    fit_raw = teacher.score(fit)
+    assert fit_raw.std() > 0
+    mos = 40.0 * (fit_raw - fit_raw.min()) / np.ptp(fit_raw) + 30.0  # a MOS exactly linear in the teacher's scores
+    calls: list[int] = []
+    inner = teacher.score
+    teacher.score = lambda imgs: calls.append(len(imgs)) or inner(imgs)  # counts the passes
+    d = teacher_set(cfg, [teacher], unrated, {"real": 3}, fit=(fit, mos))
+    (member,) = d.record["members"]
+    a, b = member["scale"]["a"], member["scale"]["b"]
+    assert member["kind"] == "dgiqa-official" and member["sha256"] == file_sha256(path) and member["crops"] == 1
+    assert member["scale"]["photos"] == 4 and member["scale"]["plcc"] == pytest.approx(1.0)
+    raw = inner(unrated)
+    np.testing.assert_allclose(d.targets, np.clip(a * raw + b, 0, 100), rtol=1e-4, atol=1e-3)
+    assert calls == [3, 4]
+    assert inner(unrated) is raw  # the split runs share the pass over the same unrated photos
+    with pytest.raises(ValueError, match="needs the student's training photos"):
+        teacher_set(cfg, [teacher], unrated, {"real": 3})

@@ -37,7 +37,7 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
     save_file(tensors, str(path))
-    full = {"format": FORMAT, **meta, "tensors_sha256": _sha256(path)}
+    full = {"format": FORMAT, **meta, "tensors_sha256": file_sha256(path)}
     meta_path(path).write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
     return path
 
@@ -65,7 +65,7 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, to
 
     path = Path(path)
     meta = read_meta(path)
-    if verify and meta.get("tensors_sha256") not in (None, _sha256(path)):
+    if verify and meta.get("tensors_sha256") not in (None, file_sha256(path)):
         raise CheckpointError(f"{path} does not match the hash recorded in {meta_path(path).name}: corrupt or mismatched")
     try:
         tensors = load_file(str(path))
@@ -74,7 +74,8 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, to
     return tensors, meta
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (the hash checkpoints record, and teachers' records)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

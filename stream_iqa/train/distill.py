@@ -7,7 +7,9 @@ teacher's feature direction (cosine loss): the standard score + feature distilla
 as they were (the teacher has none), so start from a trained student checkpoint to keep its flags.
 
 Here the official weights cannot be downloaded, so the shipped student is not distilled; the command is tested with
-a randomly initialised teacher and documented in models/README.md for users who have ``DGIQA_Koniq10k.pth``.
+a randomly initialised teacher and documented in models/README.md for users who have ``DGIQA_Koniq10k.pth``. The
+shipped student is two-view (model v2): its quality view learns from the same teacher in stage 1
+(``stream_iqa.train.quality_view``, ``teacher: dgiqa:PATH``), which this command points to.
 """
 
 from __future__ import annotations
@@ -93,9 +95,10 @@ def distill(cfg: DistillConfig, settings: Settings, teacher_checkpoint: Path | N
         student, base_meta = DGIQALite(), {}
     if student.fragment_spec is not None:  # checked before the teacher's slow pass over the images
         raise ValueError(f"{student_checkpoint} is a two-view student (quality from native fragments, model v2): "
-                         "`stream-iqa distill` trains a single-view student's whole-frame quality path; distil a "
-                         "two-view student's quality view with `stream-iqa train-quality-view` and `teacher` in its "
-                         "recipe (configs/train-quality-distilled.yaml)")
+                         "`stream-iqa distill` trains a single-view student's whole-frame quality path. A two-view "
+                         "student's quality view is distilled in its stage 1, `stream-iqa train-quality-view` with "
+                         "`teacher: dgiqa:PATH` in the recipe (configs/train-quality-dgiqa.yaml), and its flags are "
+                         "then retrained on the new trunk: `make train-dgiqa-distilled DGIQA=PATH` runs both")
     if teacher is None:
         teacher = create_model("dgiqa", checkpoint=teacher_checkpoint, device="cpu", crops=cfg.crops, seed=cfg.seed)
     depth_source = create_depth_source(settings.depth, "cpu")

@@ -25,6 +25,13 @@ split, and a teacher whose record shows it saw a photo the student holds out is 
 
     stream-iqa train-quality-view --recipe configs/train-quality-teacher.yaml --split-seeds 0 1 2 --keep runs/quality-teacher
     stream-iqa train-quality-view --recipe configs/train-quality-distilled.yaml --split-seeds 0 1 2
+
+The official DGIQA is a teacher too (``teacher: [dgiqa:PATH]``, e.g. ``DGIQA_Koniq10k.pth``; configs/
+train-quality-dgiqa.yaml): it scores each unrated photo with its own inference (``teacher_crops`` random 224² crops
+and the configured depth source). It learnt another data set's scale (KonIQ-10k's), so its scores are put on the
+student's MOS scale by a straight line fitted on ``teacher_fit_photos`` of the student's own *training* CLIVE photos
+(``scale_onto``). A checkpoint whose file name says it was trained on CLIVE (LIVE Challenge) is refused for split
+runs, as a quality-view teacher with the wrong record is.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import re
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -62,6 +70,10 @@ log = get_logger(__name__)
 
 #: Where unrated photos for distillation come from — only ever the *train* side of each data set.
 DISTILL_SOURCES = ("natural", "real", "synthetic")
+#: A ``teacher`` entry that names the official DGIQA checkpoint (a bare state dict) rather than a quality-view one.
+DGIQA_PREFIX = "dgiqa:"
+#: File names of DGIQA checkpoints trained on CLIVE (the paper's "LIVEC"): their scores hold every CLIVE photo's MOS.
+_CLIVE_TRAINED = re.compile(r"live[ _-]?c|clive|live[ _-]?challenge|livechallenge", re.IGNORECASE)
 
 
 @dataclass
@@ -101,6 +113,10 @@ class QualityViewConfig:
     distill_batch: int = 8
     w_distill: float = 1.0
     teacher_draws: int = 4
+    # the official DGIQA as teacher (``dgiqa:PATH`` in ``teacher``): its random 224² crops per photo (the official
+    # inference takes 10), and how many of the student's training CLIVE photos fix the line onto the MOS scale
+    teacher_crops: int = 10
+    teacher_fit_photos: int = 64
     max_mos: int = 0  # >0: only the first N CLIVE photos (smoke tests)
 
     @classmethod
@@ -126,6 +142,10 @@ class QualityViewConfig:
         if self.teacher:
             if self.teacher_draws < 1 or self.distill_batch < 1:
                 raise ValueError("a teacher needs teacher_draws >= 1 and distill_batch >= 1")
+            if any(t.startswith(DGIQA_PREFIX) for t in self.teacher) and (
+                    self.teacher_crops < 1 or self.teacher_fit_photos < 3):
+                raise ValueError("a dgiqa: teacher needs teacher_crops >= 1 and teacher_fit_photos >= 3 (the line "
+                                 "onto the MOS scale)")
             if not self.distill_sources or (self.distill_sources == ("synthetic",) and self.distill_variants < 1):
                 raise ValueError("a teacher needs unrated photos: distill_sources (and distill_variants for synthetic)")
             for pattern in self.teacher:
@@ -252,21 +272,36 @@ def _held_out_split(meta: dict[str, Any]) -> tuple[float, int] | None:
     return (float(match.group(1)), int(match.group(2))) if match else None
 
 
-def load_teacher(cfg: QualityViewConfig, split: tuple[float, int] | None
-                 ) -> list[tuple[DGIQALite, dict[str, Any]]]:
-    """The teacher checkpoints for a student that holds out ``split`` (None: trains on every CLIVE photo).
+@dataclass
+class Teacher:
+    """One member of a distillation teacher: ``score(images)`` gives its quality per unrated photo; ``fit_scale``:
+    its scale is not the student's (the official DGIQA's), so ``teacher_set`` maps it onto the MOS first."""
 
-    Refuses a teacher that was trained on any photo the student holds out: its scores would leak their MOS."""
+    score: Callable[[list[np.ndarray]], np.ndarray]
+    member: dict[str, Any]
+    fit_scale: bool = False
+
+
+def load_teacher(cfg: QualityViewConfig, split: tuple[float, int] | None, settings: Settings | None = None,
+                 shared: dict[str, Teacher] | None = None) -> list[Teacher]:
+    """The teacher members for a student that holds out ``split`` (None: trains on every CLIVE photo).
+
+    Refuses a teacher that was trained on any photo the student holds out: its scores would leak their MOS.
+    ``shared``: official DGIQA teachers already loaded (one model serves every split; it never saw the splits)."""
     from stream_iqa.nn.lite import lite_from_checkpoint
 
     out = []
     for pattern in cfg.teacher:
+        if pattern.startswith(DGIQA_PREFIX):
+            out.append(_official_teacher(cfg, pattern, split, settings or Settings(), shared))
+            continue
         path = Path(pattern.format(split="all" if split is None else split[1]))
         if not path.is_file():
             raise FileNotFoundError(f"teacher {path} not found (recipe key 'teacher'; train it with "
                                     "stream-iqa train-quality-view --recipe configs/train-quality-teacher.yaml)")
         teacher, meta = lite_from_checkpoint(path)
-        if teacher.fragment_spec is None:
+        spec = teacher.fragment_spec
+        if spec is None:
             raise ValueError(f"teacher {path} has no fragment view: train it with stream-iqa train-quality-view")
         held = _held_out_split(meta)
         if split is not None and held != split:
@@ -274,21 +309,90 @@ def load_teacher(cfg: QualityViewConfig, split: tuple[float, int] | None
             raise ValueError(f"teacher {path} was trained on {seen}, but the student holds out "
                              f"val_fraction={split[0]}, seed={split[1]}: its scores would carry held-out MOS into "
                              "the student")
-        out.append((teacher, meta))
+        out.append(Teacher(
+            score=lambda images, t=teacher: predict(t, images, draws=cfg.teacher_draws, seed=cfg.seed),
+            member={"version": meta.get("version"), "tensors_sha256": meta.get("tensors_sha256"),
+                    "fragments": [spec.grid, spec.patch], "trunk": teacher.config.trunk}))
     return out
 
 
-def teacher_set(cfg: QualityViewConfig, teachers: list[tuple[DGIQALite, dict[str, Any]]], images: list[np.ndarray],
-                counts: dict[str, int]) -> DistillSet:
-    """Each unrated photo scored by the teacher(s): the mean over ``teacher_draws`` fragment draws and over models."""
+def _official_teacher(cfg: QualityViewConfig, pattern: str, split: tuple[float, int] | None, settings: Settings,
+                      shared: dict[str, Teacher] | None) -> Teacher:
+    """``dgiqa:PATH``: the official DGIQA, scoring photos by its own inference (random crops, the configured depth
+    source) on the GPU when there is one. Its raw scores are kept per photo list, so the splits share one pass."""
+    path = Path(pattern[len(DGIQA_PREFIX):].format(split="all" if split is None else split[1]))
+    if split is not None and _CLIVE_TRAINED.search(path.name):
+        raise ValueError(f"teacher {path}: the file name says this DGIQA was trained on CLIVE (LIVE Challenge), "
+                         "whose photos the student holds out; its scores would carry their MOS into the student. "
+                         "Use a checkpoint trained on another data set (DGIQA_Koniq10k.pth), or --final")
+    if shared is not None and str(path) in shared:
+        return shared[str(path)]
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher {path} not found (recipe key 'teacher': dgiqa:PATH names the official "
+                                "DGIQA checkpoint, e.g. DGIQA_Koniq10k.pth, downloaded from the paper's release)")
+    from stream_iqa.depth import create_depth_source
+    from stream_iqa.images import to_tensor
+    from stream_iqa.nn.checkpoint import file_sha256
+    from stream_iqa.nn.dgiqa import load_official_dgiqa
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_official_dgiqa(path, crops=cfg.teacher_crops, seed=cfg.seed).to(device).eval()
+    depth_source = create_depth_source(settings.depth, device)
+    # (photo list, scores) by the list's id; the list is kept so that its id cannot be reused by another one
+    raw: dict[int, tuple[list[np.ndarray], np.ndarray]] = {}
+
+    def score(images: list[np.ndarray]) -> np.ndarray:
+        key = id(images)
+        if key not in raw:
+            with torch.inference_mode():
+                raw[key] = images, np.array([float(model.score(rgb, depth_source(rgb)).quality[0])
+                                             for rgb in (to_tensor(img).to(device) for img in images)])
+        return raw[key][1]
+
+    teacher = Teacher(score=score, fit_scale=True, member={
+        "kind": "dgiqa-official", "checkpoint": str(path), "sha256": file_sha256(path), "crops": cfg.teacher_crops,
+        "depth_source": depth_source.name, "device": device})
+    if shared is not None:
+        shared[str(path)] = teacher
+    return teacher
+
+
+def scale_onto(raw: np.ndarray, mos: np.ndarray) -> tuple[float, float]:
+    """(a, b) of the least-squares line ``a·raw + b ≈ mos``: a teacher's scores on the student's training photos
+    against their MOS. A teacher that gives them all one score, or whose scores fall as MOS rises, is refused: mapped
+    onto the scale it would teach the student nothing, or the opposite of the MOS."""
+    raw, mos = np.asarray(raw, np.float64), np.asarray(mos, np.float64)
+    if len(raw) < 3 or raw.std() < 1e-6:
+        raise ValueError(f"the teacher gives {len(raw)} training photos one score: no line onto the MOS scale")
+    a, b = np.polyfit(raw, mos, 1)
+    if a <= 0:
+        raise ValueError(f"the teacher's scores fall as MOS rises on {len(raw)} training photos (PLCC "
+                         f"{plcc(raw, mos):.2f}): not a quality model on this scale (a wrong checkpoint?)")
+    return float(a), float(b)
+
+
+def teacher_set(cfg: QualityViewConfig, teachers: list[Teacher], images: list[np.ndarray], counts: dict[str, int],
+                fit: tuple[list[np.ndarray], np.ndarray] | None = None) -> DistillSet:
+    """Each unrated photo scored by the teacher(s): each member's score (a quality-view checkpoint: the mean over
+    ``teacher_draws`` fragment draws), averaged over members. ``fit``: training photos and their MOS, for members
+    on another scale (``scale_onto``; the first ``teacher_fit_photos`` of a seeded shuffle)."""
     started = time.time()
-    targets = np.mean([predict(t, images, draws=cfg.teacher_draws, seed=cfg.seed) for t, _ in teachers], axis=0)
-    members = []
-    for t, meta in teachers:
-        spec = t.fragment_spec
-        assert spec is not None
-        members.append({"version": meta.get("version"), "tensors_sha256": meta.get("tensors_sha256"),
-                        "fragments": [spec.grid, spec.patch], "trunk": t.config.trunk})
+    per_member, members = [], []
+    for t in teachers:
+        scores, member = t.score(images), dict(t.member)
+        if t.fit_scale:
+            if fit is None:
+                raise ValueError("a teacher on another scale needs the student's training photos to fit the line")
+            pick = np.random.default_rng(cfg.seed + 3).permutation(len(fit[0]))[: cfg.teacher_fit_photos]
+            fit_imgs, fit_mos = [fit[0][i] for i in pick], np.asarray(fit[1])[pick]
+            fit_raw = t.score(fit_imgs)
+            a, b = scale_onto(fit_raw, fit_mos)
+            scores = np.clip(a * scores + b, 0.0, 100.0)
+            member["scale"] = {"a": round(a, 5), "b": round(b, 4), "photos": len(pick),
+                               "srocc": round(srocc(fit_raw, fit_mos), 4), "plcc": round(plcc(fit_raw, fit_mos), 4)}
+        per_member.append(scores)
+        members.append(member)
+    targets = np.mean(per_member, axis=0)
     record = {"teacher": list(cfg.teacher), "members": members, "teacher_draws": cfg.teacher_draws,
               "photos": counts, "teacher_s": round(time.time() - started, 1),
               "target_mean": round(float(targets.mean()), 2), "target_std": round(float(targets.std()), 2)}
@@ -420,7 +524,8 @@ def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[
     """One model per CLIVE split; ``keep``: also save each as ``keep/split-SEED.safetensors`` (held-out checks)."""
     fraction = cfg.clive_val_fraction or 0.2
     # every teacher checked before minutes of data loading: a missing or leaking one fails at once
-    teachers = {seed: load_teacher(cfg, (fraction, seed)) for seed in seeds} if cfg.teacher else {}
+    shared: dict[str, Teacher] = {}
+    teachers = {seed: load_teacher(cfg, (fraction, seed), settings, shared) for seed in seeds} if cfg.teacher else {}
     items, images = load_clive(settings, cfg.max_mos)
     photos = ladder_photos(cfg, settings)
     unrated = distill_photos(cfg, settings) if cfg.teacher else None
@@ -429,7 +534,8 @@ def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[
         train, val = split_items(items, fraction, seed=seed)
         distill = None
         if unrated is not None:
-            distill = teacher_set(cfg, teachers.pop(seed), *unrated)
+            distill = teacher_set(cfg, teachers.pop(seed), *unrated,
+                                  fit=([images[i.path] for i in train], np.array([i.mos for i in train])))
         model, result = train_quality_view(cfg, train, val, images, photos, distill)
         if keep is not None:
             save_quality_view(cfg, model, result, train, images, keep / f"split-{seed}.safetensors",
@@ -441,9 +547,10 @@ def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[
 
 def write_final(cfg: QualityViewConfig, settings: Settings, out: Path, command: str) -> dict[str, Any]:
     """Train on every CLIVE photo and save a two-view checkpoint (flag heads untrained: train them next)."""
-    teacher = load_teacher(cfg, None) if cfg.teacher else None
+    teacher = load_teacher(cfg, None, settings) if cfg.teacher else None
     items, images = load_clive(settings, cfg.max_mos)
-    distill = teacher_set(cfg, teacher, *distill_photos(cfg, settings)) if teacher else None
+    distill = teacher_set(cfg, teacher, *distill_photos(cfg, settings),
+                          fit=([images[i.path] for i in items], np.array([i.mos for i in items]))) if teacher else None
     model, result = train_quality_view(cfg, items, [], images, ladder_photos(cfg, settings), distill)
     return save_quality_view(cfg, model, result, items, images, out, command, f"clive (all {len(items)})",
                              split={"val_fraction": 0, "seed": None})
