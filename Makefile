@@ -36,8 +36,8 @@ train-default: $(STAMP)
 # Check runs/v2-dgiqa's report against the shipped one before copying it into stream_iqa/weights/dgiqa-lite.
 train-dgiqa-distilled: $(STAMP)
 	@test -n "$(DGIQA)" || { echo "set DGIQA=/path/to/DGIQA_Koniq10k.pth (the official checkpoint)"; exit 2; }
-	$(VENV)/bin/stream-iqa train-quality-view --recipe configs/train-quality-dgiqa.yaml --final --set teacher=dgiqa:$(DGIQA) --out runs/v2-quality-dgiqa/model.safetensors
-	$(VENV)/bin/stream-iqa train --recipe configs/train-v2-flags.yaml --final --init-from runs/v2-quality-dgiqa/model.safetensors --out runs/v2-dgiqa/model.safetensors
+	$(VENV)/bin/stream-iqa train-quality-view --recipe configs/train-quality-dgiqa.yaml --final --set "teacher='dgiqa:$(DGIQA)'" --out runs/v2-quality-dgiqa/model.safetensors
+	$(VENV)/bin/stream-iqa train --recipe configs/train-v2-flags.yaml --final --init-from runs/v2-quality-dgiqa/model.safetensors --run-dir runs/v2-dgiqa/state --out runs/v2-dgiqa/model.safetensors
 	$(VENV)/bin/stream-iqa report --checkpoint runs/v2-dgiqa/model.safetensors --json runs/v2-dgiqa/report.json
 
 # Model v1, the default until 2026-12-03 (single view: the whole frame at 192x192), for comparison: the base model

@@ -423,6 +423,44 @@ def test_scale_onto_maps_a_teacher_onto_the_mos_and_refuses_a_flat_or_inverted_o
         scale_onto(raw, 100.0 - 50.0 * raw)
     with pytest.raises(ValueError, match="2 training photos"):
         scale_onto(raw[:2], raw[:2])
+    noise = np.random.default_rng(1)
+    mos = noise.random(64) * 100
+    unrelated = mos[noise.permutation(64)] * 0.01 + noise.random(64)  # ranks the photos about as well as chance
+    with pytest.raises(ValueError, match="barely follow the MOS.*at least 0.3"):
+        scale_onto(unrelated, mos)
+    with pytest.raises(ValueError, match="1 of 5 training photos a non-finite score"):
+        scale_onto(np.array([0.2, np.nan, 0.5, 0.9, 0.7]), raw)
+
+
+@pytest.mark.data
+def test_a_teacher_on_another_scale_is_fitted_on_the_students_training_photos_only(shared_data, monkeypatch):
+    """The line onto the MOS scale is fitted on photos whose MOS the student trains on: for a split run its
+    training part (never a held-out photo), for --final every CLIVE photo."""
+    import stream_iqa.train.quality_view as qv
+    from stream_iqa.data.mos import split_items
+
+    settings = Settings.load(data={"root": shared_data}, depth={"source": "prior"})
+    fits = []
+    teacher = qv.Teacher(score=lambda imgs: np.arange(len(imgs), dtype=float), member={"kind": "test"},
+                         fit_scale=True)
+    monkeypatch.setattr(qv, "load_teacher", lambda *a, **k: [teacher])
+    monkeypatch.setattr(qv, "teacher_set", lambda cfg, t, images, counts, fit=None: fits.append(fit) or "distill")
+    monkeypatch.setattr(qv, "train_quality_view",
+                        lambda cfg, train, val, images, photos, distill: (None, {"metrics": {"distill": distill}}))
+    monkeypatch.setattr(qv, "save_quality_view", lambda *a, **k: {})
+    cfg = _tiny_quality_cfg(teacher="dgiqa:/x/DGIQA_Koniq10k.pth", distill_sources=("real",), max_mos=24)
+    rows = qv.compare_split_seeds(cfg, settings, [0, 1])
+    assert [r["distill"] for r in rows] == ["distill", "distill"]
+    items, images = qv.load_clive(settings, 24)
+    for (fit_imgs, fit_mos), seed in zip(fits, (0, 1)):
+        train, _ = split_items(items, 0.2, seed=seed)
+        assert len(fit_imgs) == len(train) < len(items)
+        assert all(np.array_equal(a, images[i.path]) for a, i in zip(fit_imgs, train))
+        assert fit_mos.tolist() == [i.mos for i in train]
+    fits.clear()
+    qv.write_final(cfg, settings, Path("unused.safetensors"), "test")
+    (fit_imgs, fit_mos), = fits
+    assert len(fit_imgs) == len(items) and sorted(fit_mos.tolist()) == sorted(i.mos for i in items)
 
 
 def test_an_official_dgiqa_teacher_trained_on_clive_is_refused_for_split_runs_and_a_missing_one_is_named():

@@ -74,6 +74,9 @@ DISTILL_SOURCES = ("natural", "real", "synthetic")
 DGIQA_PREFIX = "dgiqa:"
 #: File names of DGIQA checkpoints trained on CLIVE (the paper's "LIVEC"): their scores hold every CLIVE photo's MOS.
 _CLIVE_TRAINED = re.compile(r"live[ _-]?c|clive|live[ _-]?challenge|livechallenge", re.IGNORECASE)
+#: A teacher on another scale must rank the student's training photos at least this well (SROCC against their MOS)
+#: to be mapped and learnt from; the official DGIQA's cross-data-set SROCC on CLIVE is far above it, chance is 0.
+MIN_TEACHER_SROCC = 0.3
 
 
 @dataclass
@@ -113,8 +116,8 @@ class QualityViewConfig:
     distill_batch: int = 8
     w_distill: float = 1.0
     teacher_draws: int = 4
-    # the official DGIQA as teacher (``dgiqa:PATH`` in ``teacher``): its random 224² crops per photo (the official
-    # inference takes 10), and how many of the student's training CLIVE photos fix the line onto the MOS scale
+    # the official DGIQA as teacher (``dgiqa:PATH`` in ``teacher``): its random 224² crops averaged per photo, and
+    # how many of the student's training CLIVE photos fix the line onto the MOS scale
     teacher_crops: int = 10
     teacher_fit_photos: int = 64
     max_mos: int = 0  # >0: only the first N CLIVE photos (smoke tests)
@@ -319,7 +322,8 @@ def load_teacher(cfg: QualityViewConfig, split: tuple[float, int] | None, settin
 def _official_teacher(cfg: QualityViewConfig, pattern: str, split: tuple[float, int] | None, settings: Settings,
                       shared: dict[str, Teacher] | None) -> Teacher:
     """``dgiqa:PATH``: the official DGIQA, scoring photos by its own inference (random crops, the configured depth
-    source) on the GPU when there is one. Its raw scores are kept per photo list, so the splits share one pass."""
+    source) on ``model.device`` (auto: the GPU when there is one). Its raw scores are kept per photo list, so the
+    splits share one pass."""
     path = Path(pattern[len(DGIQA_PREFIX):].format(split="all" if split is None else split[1]))
     if split is not None and _CLIVE_TRAINED.search(path.name):
         raise ValueError(f"teacher {path}: the file name says this DGIQA was trained on CLIVE (LIVE Challenge), "
@@ -332,10 +336,11 @@ def _official_teacher(cfg: QualityViewConfig, pattern: str, split: tuple[float, 
                                 "DGIQA checkpoint, e.g. DGIQA_Koniq10k.pth, downloaded from the paper's release)")
     from stream_iqa.depth import create_depth_source
     from stream_iqa.images import to_tensor
+    from stream_iqa.model.choice import resolve_device_name
     from stream_iqa.nn.checkpoint import file_sha256
     from stream_iqa.nn.dgiqa import load_official_dgiqa
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device_name(settings.model.device)  # model.device: auto = CUDA where there is one
     model = load_official_dgiqa(path, crops=cfg.teacher_crops, seed=cfg.seed).to(device).eval()
     depth_source = create_depth_source(settings.depth, device)
     # (photo list, scores) by the list's id; the list is kept so that its id cannot be reused by another one
@@ -359,15 +364,22 @@ def _official_teacher(cfg: QualityViewConfig, pattern: str, split: tuple[float, 
 
 def scale_onto(raw: np.ndarray, mos: np.ndarray) -> tuple[float, float]:
     """(a, b) of the least-squares line ``a·raw + b ≈ mos``: a teacher's scores on the student's training photos
-    against their MOS. A teacher that gives them all one score, or whose scores fall as MOS rises, is refused: mapped
-    onto the scale it would teach the student nothing, or the opposite of the MOS."""
+    against their MOS. Refused: non-finite scores; one score for every photo; scores that fall as MOS rises, or rank
+    the photos barely better than chance (SROCC under ``MIN_TEACHER_SROCC``) — mapped onto the scale, such a teacher
+    would teach the student nothing, or noise, or the opposite of the MOS (a wrong or broken checkpoint)."""
     raw, mos = np.asarray(raw, np.float64), np.asarray(mos, np.float64)
+    if not np.isfinite(raw).all():
+        raise ValueError(f"the teacher gives {int((~np.isfinite(raw)).sum())} of {len(raw)} training photos a "
+                         "non-finite score: a broken checkpoint?")
     if len(raw) < 3 or raw.std() < 1e-6:
         raise ValueError(f"the teacher gives {len(raw)} training photos one score: no line onto the MOS scale")
     a, b = np.polyfit(raw, mos, 1)
-    if a <= 0:
-        raise ValueError(f"the teacher's scores fall as MOS rises on {len(raw)} training photos (PLCC "
-                         f"{plcc(raw, mos):.2f}): not a quality model on this scale (a wrong checkpoint?)")
+    rank = srocc(raw, mos)
+    if a <= 0 or rank < MIN_TEACHER_SROCC:
+        how = "fall as MOS rises" if a <= 0 else "barely follow the MOS"
+        raise ValueError(f"the teacher's scores {how} on {len(raw)} training photos (SROCC {rank:.2f}, PLCC "
+                         f"{plcc(raw, mos):.2f}; at least {MIN_TEACHER_SROCC} is needed): not a quality model on "
+                         "this scale (a wrong checkpoint?)")
     return float(a), float(b)
 
 
@@ -380,6 +392,9 @@ def teacher_set(cfg: QualityViewConfig, teachers: list[Teacher], images: list[np
     per_member, members = [], []
     for t in teachers:
         scores, member = t.score(images), dict(t.member)
+        if not np.isfinite(scores).all():
+            raise ValueError(f"teacher {member}: {int((~np.isfinite(scores)).sum())} of {len(scores)} unrated photos "
+                             "got a non-finite score")
         if t.fit_scale:
             if fit is None:
                 raise ValueError("a teacher on another scale needs the student's training photos to fit the line")
