@@ -534,6 +534,11 @@ def ladder_photos(cfg: QualityViewConfig, settings: Settings) -> list[Path] | No
     return photos[: max(4, cfg.max_mos)] if cfg.max_mos else photos
 
 
+def _rated(items: list[MOSItem], images: dict[Path, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The photos the student trains on and their MOS: what a teacher on another scale is fitted on."""
+    return [images[i.path] for i in items], np.array([i.mos for i in items])
+
+
 def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[int],
                         keep: Path | None = None) -> list[dict[str, Any]]:
     """One model per CLIVE split; ``keep``: also save each as ``keep/split-SEED.safetensors`` (held-out checks)."""
@@ -549,8 +554,7 @@ def compare_split_seeds(cfg: QualityViewConfig, settings: Settings, seeds: list[
         train, val = split_items(items, fraction, seed=seed)
         distill = None
         if unrated is not None:
-            distill = teacher_set(cfg, teachers.pop(seed), *unrated,
-                                  fit=([images[i.path] for i in train], np.array([i.mos for i in train])))
+            distill = teacher_set(cfg, teachers.pop(seed), *unrated, fit=_rated(train, images))
         model, result = train_quality_view(cfg, train, val, images, photos, distill)
         if keep is not None:
             save_quality_view(cfg, model, result, train, images, keep / f"split-{seed}.safetensors",
@@ -564,8 +568,7 @@ def write_final(cfg: QualityViewConfig, settings: Settings, out: Path, command: 
     """Train on every CLIVE photo and save a two-view checkpoint (flag heads untrained: train them next)."""
     teacher = load_teacher(cfg, None, settings) if cfg.teacher else None
     items, images = load_clive(settings, cfg.max_mos)
-    distill = teacher_set(cfg, teacher, *distill_photos(cfg, settings),
-                          fit=([images[i.path] for i in items], np.array([i.mos for i in items]))) if teacher else None
+    distill = teacher_set(cfg, teacher, *distill_photos(cfg, settings), fit=_rated(items, images)) if teacher else None
     model, result = train_quality_view(cfg, items, [], images, ladder_photos(cfg, settings), distill)
     return save_quality_view(cfg, model, result, items, images, out, command, f"clive (all {len(items)})",
                              split={"val_fraction": 0, "seed": None})
