@@ -84,8 +84,16 @@ def gather(rgb: np.ndarray, spec: FragmentSpec, rng: np.random.Generator | None 
 
 def gather_batch(rgb: np.ndarray, spec: FragmentSpec) -> np.ndarray:
     """Centred fragments (``gather``) of each frame of an (N, C, H, W) batch, as (N, C, S, S): for models given whole
-    frames without the decoder's native fragments."""
-    return np.stack([gather(frame.transpose(1, 2, 0), spec).transpose(2, 0, 1) for frame in rgb])
+    frames without the decoder's native fragments. Frames of one batch share their size, so the centred offsets are
+    the same for all of them and each of the grid² patches is one slice copy over the whole batch (per frame, the
+    same copies cost 8x as many calls at batch 8)."""
+    h, w = rgb.shape[-2:]
+    if fitted_size(h, w, spec) is not None:  # too small: each frame is upscaled first, as ``gather`` does
+        return np.ascontiguousarray(np.stack([gather(f.transpose(1, 2, 0), spec).transpose(2, 0, 1) for f in rgb]))
+    out = np.empty(rgb.shape[:-2] + (spec.size, spec.size), dtype=rgb.dtype)
+    for dst_y, dst_x, src_y, src_x in splice_slices(cell_offsets(h, spec), cell_offsets(w, spec), spec):
+        out[..., dst_y, dst_x] = rgb[..., src_y, src_x]
+    return out
 
 
 def splice_slices(rows: np.ndarray, cols: np.ndarray, spec: FragmentSpec

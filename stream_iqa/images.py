@@ -6,6 +6,8 @@ Importing this module does not import torch; the torch helpers import it when ca
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,22 +48,38 @@ def resize_tensor(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def resize_array(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_array(x: np.ndarray, size: tuple[int, int], threads: int = 1) -> np.ndarray:
     """``resize_tensor`` of float32 (N,C,H,W) numpy arrays, through Pillow's float resampler.
 
     torch's antialiased bilinear is Pillow's triangle filter, stretched by the scale factor when shrinking, ported
     to tensors; on Pillow's 32-bit float planes ("F" mode) the two agree to ~1e-5 (a test pins it) at the same
-    speed, where a hand-written banded filter in numpy costs several times more."""
-    from PIL import Image
-
+    speed, where a hand-written banded filter in numpy costs several times more. Pillow releases the GIL while it
+    resamples, so ``threads`` > 1 resizes that many planes at once: the ONNX Runtime backend passes its own thread
+    count, because its cores are idle while a batch is being resized."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     h, w = size
     out = np.empty(x.shape[:-2] + (h, w), dtype=np.float32)
     planes = np.ascontiguousarray(x, dtype=np.float32).reshape(-1, *x.shape[-2:])
-    for plane, dst in zip(planes, out.reshape(-1, h, w)):  # a float32 plane is an "F" image
-        dst[...] = np.asarray(Image.fromarray(plane).resize((w, h), Image.Resampling.BILINEAR))
+    pairs = list(zip(planes, out.reshape(-1, h, w)))
+    if threads > 1 and len(pairs) > 1:
+        list(_plane_pool(threads).map(lambda pair: _resize_plane(*pair, (w, h)), pairs))
+    else:
+        for plane, dst in pairs:
+            _resize_plane(plane, dst, (w, h))
     return out
+
+
+def _resize_plane(plane: np.ndarray, dst: np.ndarray, wh: tuple[int, int]) -> None:
+    from PIL import Image
+
+    dst[...] = np.asarray(Image.fromarray(plane).resize(wh, Image.Resampling.BILINEAR))  # float32: an "F" image
+
+
+@functools.lru_cache(maxsize=4)
+def _plane_pool(threads: int) -> ThreadPoolExecutor:
+    """One long-lived pool per thread count (starting threads per batch would cost more than it saves)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="resize")
 
 
 def resize_frames_and_depth(rgb: torch.Tensor, depth: torch.Tensor, size: tuple[int, int]

@@ -68,3 +68,15 @@ def test_the_decoders_numpy_sampler_gives_the_training_samplers_pixels():
     up_np = fragments.gather(small, spec).astype(np.float32)
     up_t = gather_fragments(torch.from_numpy(small).permute(2, 0, 1)[None].float(), spec)[0].permute(1, 2, 0).numpy()
     assert up_np.shape == (224, 224, 3) and np.abs(up_np - up_t).max() <= 1.0
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 360, 640), (3, 3, 120, 160), (2, 1, 225, 300)])
+def test_the_batch_sampler_gives_each_frames_own_fragments(shape):
+    """``gather_batch`` (what the ONNX Runtime backend runs on frames sent without fragments) copies each patch once
+    for the whole batch; it must give every frame exactly the per-frame ``gather`` result, small frames included."""
+    spec = FragmentSpec(grid=6, patch=32)
+    batch = np.random.default_rng(7).random(shape, dtype=np.float32)
+    per_frame = np.stack([fragments.gather(f.transpose(1, 2, 0), spec).transpose(2, 0, 1) for f in batch])
+    out = fragments.gather_batch(batch, spec)
+    assert out.shape == shape[:2] + (192, 192) and out.dtype == np.float32 and out.flags.c_contiguous
+    assert np.array_equal(out, per_frame)

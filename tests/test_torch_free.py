@@ -55,6 +55,7 @@ def test_block_averages_agree_where_the_border_cuts_blocks(shape, factor):
 def test_the_numpy_resize_is_the_students_resize(size):
     x = np.random.default_rng(1).random((2, 3, 360, 641), dtype=np.float32)
     assert np.abs(resize_array(x, size) - resize_tensor(torch.from_numpy(x), size).numpy()).max() < 1e-4
+    assert np.array_equal(resize_array(x, size, threads=3), resize_array(x, size))  # planes resized at once, same
 
 
 def test_signatures_and_warps_agree_across_array_kinds():

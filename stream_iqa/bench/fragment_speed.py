@@ -5,7 +5,9 @@ grid and whole-view size, beside the single-view (v1) layout, measured side by s
 
 ``GxP@S`` is a G×G grid of P-px native fragments (a (G·P)² quality view) with an S² whole view for the flags;
 ``v1@S`` is the single-view layout. Weights do not change speed, so every variant runs with random weights: the
-table can be made before any of them is trained. The accuracy half is ``stream-iqa train-quality-view
+table can be made before any of them is trained. Depth maps go in at each variant's input size, as the pipeline
+computes them (``Scorer.depth_size``); until 2026-12-03 they went in at frame size, and the served time included a
+depth resize that serving never does. The accuracy half is ``stream-iqa train-quality-view
 --set fragments=[G,P]`` on the same split seeds; models/README.md keeps both.
 """
 
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     from stream_iqa.nn.lite import DGIQALite, LiteConfig
 
     frames = torch.rand(args.batch, 3, 360, 640)  # 640×360 frames in, as model_speed
-    depth = PriorDepth()(frames)
+    prior = PriorDepth()
     out = Path(tempfile.mkdtemp())
     fns = {}
     for frags, size in args.variants:
@@ -61,10 +63,12 @@ def main(argv: list[str] | None = None) -> None:
         path = out / f"{len(fns)}.onnx"
         export_onnx(model, path)
         served = OnnxRuntimeModel(path, threads=args.threads)
-        fns[name] = (lambda m=served: m.score(frames, depth), args.batch)
+        depth = prior(frames, (size, size))  # at the model's input size, where the pipeline computes it
+        fns[name] = (lambda m=served, d=depth: m.score(frames, d), args.batch)
     rates = best_rate(fns, args.rounds, min_time=1.0)
     print(f"machine: {platform.machine()} {platform.processor()}, torch {torch.__version__}, threads {args.threads}, "
-          f"ONNX Runtime, batch {args.batch}, 640×360 frames in (resize and fragment gathering included)")
+          f"ONNX Runtime, batch {args.batch}, 640×360 frames in (resize and fragment gathering included; depth at the "
+          "input size)")
     first = next(iter(rates))
     print(f"| variant | frames/s | ms per frame | vs {first} |")
     print("|---|---|---|---|")

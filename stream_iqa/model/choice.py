@@ -8,6 +8,7 @@ where a GPU may exist, torch decides as before.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -62,4 +63,11 @@ def known_model(name: str) -> bool:
     return name in list_models()
 
 
-__all__ = ["BUILTIN_MODELS", "cuda_possible", "device_type", "known_model", "resolve_device_name"]
+
+
+def cpu_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+__all__ = ["BUILTIN_MODELS", "cpu_cores", "cuda_possible", "device_type", "known_model", "resolve_device_name"]

@@ -21,7 +21,7 @@ from stream_iqa.errors import ConfigError
 from stream_iqa.fragments import FragmentSpec, gather_batch
 from stream_iqa.images import resize_array
 from stream_iqa.model.card import ModelCard
-from stream_iqa.model.choice import device_type
+from stream_iqa.model.choice import cpu_cores, device_type
 from stream_iqa.model.served import IQAOutput, to_host
 
 
@@ -61,11 +61,11 @@ class OnnxGraphSession:
 
     def score(self, rgb: np.ndarray, depth: np.ndarray, fragments: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
-        feed = {"rgb": rgb.astype(np.float32), "depth": depth.astype(np.float32)}
+        feed = {"rgb": np.asarray(rgb, dtype=np.float32), "depth": np.asarray(depth, dtype=np.float32)}
         if self.fragment_spec is not None:
             if fragments is None:
                 raise ValueError(f"{self.path} reads quality from fragments: pass them")
-            feed["fragments"] = fragments.astype(np.float32)
+            feed["fragments"] = np.asarray(fragments, dtype=np.float32)
         quality, distortions = self.session.run(None, feed)
         return quality, distortions
 
@@ -107,8 +107,9 @@ class OnnxRuntimeModel:
         spec = self.card.fragments
         if spec is not None:  # before the resize: fragments are native pixels
             frags = to_host(fragments) if fragments is not None else gather_batch(rgb, spec)
-        size = self.runner.input_size
-        quality, distortions = self.runner.score(resize_array(rgb, size), resize_array(depth, size), frags)
+        size, threads = self.runner.input_size, self.runner.threads or cpu_cores()
+        quality, distortions = self.runner.score(resize_array(rgb, size, threads), resize_array(depth, size, threads),
+                                                 frags)
         if as_tensors:
             import torch
 

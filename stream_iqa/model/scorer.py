@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 from stream_iqa.errors import ConfigError
 from stream_iqa.depth import create_depth_source
 from stream_iqa.depth.base import DepthSource
-from stream_iqa.model.choice import device_type, resolve_device_name
+from stream_iqa.model.choice import cpu_cores, device_type, resolve_device_name
 from stream_iqa.model.served import DISTORTIONS, ServedModel, to_host
 from stream_iqa.schema import ImageScore
 from stream_iqa.settings import Settings
@@ -140,11 +139,6 @@ def load_onnx_model(settings: Settings, device: str = "cpu") -> Any | None:
                     setting="STREAM_IQA_MODEL__ONNX")
         return None
     return model
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (a container's CPU set, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def model_threads(settings: Settings, clips_at_once: int = 1) -> int:
