@@ -54,3 +54,14 @@ def student_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "calibration": {"kind": "piecewise_linear", "x": [0, 50, 100], "y": [0, 40, 100]},
     })
     return path
+
+
+@pytest.fixture(scope="session")
+def default_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped student exported by `stream-iqa export --onnx`, once for every module that reads the fp32 graph
+    (the exporter takes ~10-30 s; tests must not write into the graph)."""
+    from stream_iqa.cli import main
+
+    path = tmp_path_factory.mktemp("onnx") / "dgiqa-lite.onnx"
+    assert main(["export", "--onnx", str(path)]) == 0
+    return path

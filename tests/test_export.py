@@ -23,10 +23,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("onnx") / "dgiqa-lite.onnx"
-    assert main(["export", "--onnx", str(path)]) == 0
-    return path
+def exported(default_onnx) -> Path:
+    return default_onnx
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,11 @@ import torch
 
 from stream_iqa.cli import main
 from stream_iqa.depth.prior import PriorDepth
-from stream_iqa.model.export import export_onnx
 from stream_iqa.model.onnx_runtime import OnnxRuntimeModel
 from stream_iqa.images import read_rgb, to_tensor
-from stream_iqa.nn import create_model
 from stream_iqa.model.quantize import FrameReader, calibration_paths, graph_fragments, quantize_onnx
 from stream_iqa.model.scorer import load_scorer
-from stream_iqa.settings import DEFAULT_CHECKPOINT, Settings
+from stream_iqa.settings import Settings
 
 #: |Δquality| (0-100 scale) allowed between int8 and fp32 on each of the 8 fixed photos below. Calibrated on 8 photos
 #: as here, v1's single-view student differed by at most 3.2 on them (mean 1.2; calibrated on 64, by 1.5 on average
@@ -37,10 +35,8 @@ def int8_file(tmp_path_factory, shared_data) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fp32_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("fp32") / "dgiqa-lite.onnx"
-    export_onnx(create_model("dgiqa-lite", checkpoint=DEFAULT_CHECKPOINT, device="cpu"), path)
-    return path
+def fp32_file(default_onnx) -> Path:
+    return default_onnx
 
 
 def test_the_int8_file_keeps_inputs_outputs_and_metadata(int8_file, fp32_file):
