@@ -5,7 +5,9 @@ Values come, highest priority first, from: keyword arguments, environment variab
 defaults below. Users script against these names: keep them stable.
 
 ``Settings.load`` turns every invalid value, from any source, into one ``ConfigError`` naming the setting, and warns
-about ``STREAM_IQA_…`` variables that name no setting (a typo would otherwise be silently ignored).
+about ``STREAM_IQA_…`` variables that name no setting (a typo would otherwise be silently ignored). Every section
+forbids names it does not have, so ``video: {max_pixel: …}`` in YAML, keyword arguments or
+``STREAM_IQA_VIDEO__MAX_PIXEL`` is an error rather than a limit quietly left at its default.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_])?")
 class ModelSettings(BaseModel):
     """Which scoring model to load, from where, and on which device."""
 
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field("dgiqa-lite", description="Registry name (stream_iqa.nn.list_models()).")
     checkpoint: Path | None = Field(
         DEFAULT_CHECKPOINT,
@@ -110,6 +114,8 @@ class ModelSettings(BaseModel):
 
 class DepthSettings(BaseModel):
     """Where depth maps come from. ``auto`` uses Depth Anything when its checkpoint is set, else the prior."""
+
+    model_config = ConfigDict(extra="forbid")
 
     source: Literal["auto", "prior", "depth-anything"] = "auto"
     depth_anything_checkpoint: Path | None = Field(
@@ -167,6 +173,8 @@ class DepthReuseSettings(BaseModel):
 class DataSettings(BaseModel):
     """Data sets for training and evaluation (read in place, never copied into the repo)."""
 
+    model_config = ConfigDict(extra="forbid")
+
     root: Path = Field(REPO_ROOT.parent / "shared" / "data", description="Folder holding natural/ and clive/.")
     cache_dir: Path = Field(REPO_ROOT / ".cache", description="Derived training caches (synthetic sets, features).")
 
@@ -182,6 +190,8 @@ class VideoSettings(BaseModel):
     The limits exist so that one hostile or mistaken message cannot pin a worker for hours or exhaust its memory:
     they are checked from metadata before decoding and again while decoding (duration by pts, pixels per frame).
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     sampling: Literal["fps", "every_n", "keyframes"] = Field(
         "fps", description="'fps': N frames per second by timestamp; 'every_n': every Nth decoded frame; "
@@ -226,6 +236,8 @@ class VideoSettings(BaseModel):
 
 class EngineSettings(BaseModel):
     """How frames are batched through depth and the model."""
+
+    model_config = ConfigDict(extra="forbid")
 
     batch_size: int = Field(8, ge=1, description="Frames per model call.")
     prefetch: int = Field(16, ge=1, description="Decoded frames buffered ahead of inference (bounded memory).")
@@ -434,6 +446,10 @@ class TemporalSettings(BaseModel):
 
 
 class LogSettings(BaseModel):
+    """How the service logs."""
+
+    model_config = ConfigDict(extra="forbid")
+
     level: Annotated[LogLevel, BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v)] = Field(
         "INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)."
     )

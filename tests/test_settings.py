@@ -41,6 +41,29 @@ def test_unknown_or_invalid_settings_are_refused(tmp_path: Path):
         Settings.load(config=cfg)
 
 
+def _sections() -> list[str]:
+    from stream_iqa.settings import _section_type
+
+    return [name for name, field in Settings.model_fields.items() if _section_type(field.annotation) is not None]
+
+
+@pytest.mark.parametrize("section", _sections())
+def test_a_mistyped_name_in_any_section_is_refused_not_left_at_its_default(section: str):
+    # A typo such as video.max_pixel (for max_pixels) once left the decode limit at its default without a word.
+    with pytest.raises(ConfigError, match=rf"^{section}\.no_such_setting: Extra inputs are not permitted$"):
+        Settings.load(**{section: {"no_such_setting": 1}})
+
+
+def test_mistyped_limits_are_refused_from_yaml_and_the_environment(tmp_path: Path, monkeypatch):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("video:\n  max_pixel: 100\n")
+    with pytest.raises(ConfigError, match="^video.max_pixel: Extra inputs are not permitted$"):
+        Settings.load(config=cfg)
+    monkeypatch.setenv("STREAM_IQA_ENGINE__BATCHSIZE", "1")
+    with pytest.raises(ConfigError, match="^engine.batchsize: Extra inputs are not permitted$"):
+        Settings.load()
+
+
 def test_malformed_yaml_is_one_config_error_with_its_position(tmp_path: Path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model:\n  device: cpu\n   threads: 2\n")
