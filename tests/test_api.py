@@ -83,6 +83,21 @@ def test_score_images_refuses_what_is_not_an_image(analyzer):
         analyzer.score_images(np.zeros((8, 8), np.float32))
     with pytest.raises(TypeError, match="path or an RGB uint8 array"):
         analyzer.score_images([42])
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 16, 3), np.uint8)):  # once a raw OpenCV assertion
+        with pytest.raises(ValueError, match=r"RGB uint8 of shape \(H, W, 3\), not uint8 \(0,"):
+            analyzer.score_images(empty)
+
+
+def test_a_file_uri_is_percent_decoded_as_the_kafka_jobs_read_it(analyzer, clip, tmp_path):
+    # file:///.../a%20b.mp4 names "a b.mp4" (RFC 8089), as in a job message; the API once looked for "a%20b.mp4"
+    spaced = tmp_path / "a b#1.mp4"
+    spaced.write_bytes(clip.read_bytes())
+    expected = analyzer.analyze(spaced).segments
+    assert analyzer.analyze(spaced.as_uri()).segments == expected
+    assert analyzer.analyze("file://localhost" + spaced.as_uri()[len("file://"):]).segments == expected
+    with pytest.raises(stream_iqa.VideoError, match="with a host") as exc:
+        analyzer.analyze("file://fileserver" + spaced.as_uri()[len("file://"):])
+    assert exc.value.code == "uri_not_allowed"
 
 
 def test_create_model_pretrained_loads_the_shipped_weights():

@@ -235,11 +235,11 @@ ImageInput = Union[str, Path, np.ndarray]
 def score_each(scorer: Scorer, images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageScore]:
     """One record per image in input order (folders expanded to their images, sorted); an unreadable file keeps its
     place with ``error`` set, and scoring goes on. An array that is not RGB uint8 (H, W, 3) is a caller's mistake:
-    ``ValueError``."""
+    ``ValueError``, as is an empty one (no pixels)."""
     items = [images] if isinstance(images, (str, Path, np.ndarray)) else images
     for item in items:
         if isinstance(item, np.ndarray):
-            if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8:
+            if item.ndim != 3 or item.shape[2] != 3 or item.dtype != np.uint8 or 0 in item.shape[:2]:
                 raise ValueError(f"an image array must be RGB uint8 of shape (H, W, 3), not {item.dtype} "
                                  f"{tuple(item.shape)}")
             yield scorer.score_rgb(scorer.frames(item))

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from stream_iqa.settings import Settings
 from stream_iqa.video.errors import InvalidMessageError, TooLargeError, UriNotAllowedError
-from stream_iqa.video.source import InputPolicy, VideoInput
+from stream_iqa.video.source import InputPolicy, VideoInput, file_uri_path
 
 JSON_TYPES = frozenset({"application/json"})
 BYTES_TYPES = frozenset({"application/octet-stream", "video/mp4", "video/mp2t", "video/x-matroska", "video/webm",
@@ -152,9 +152,7 @@ def resolve_uri(uri: str, settings: Settings, clip_id: str, policy: InputPolicy 
     scheme = parts.scheme.lower()
     policy = policy or input_policy(settings)
     if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise UriNotAllowedError(label, f"file URI with a host ({parts.netloc}) is not allowed")
-        return policy.check_path(unquote(parts.path), label)
+        return policy.check_path(file_uri_path(uri, label), label)
     if scheme in ("http", "https"):
         if not settings.video.allow_urls:
             raise UriNotAllowedError(label, "URL jobs are disabled (video.allow_urls is false)")

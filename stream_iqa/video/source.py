@@ -133,6 +133,19 @@ class Source:
             raise
 
 
+def file_uri_path(uri: str, label: str) -> str:
+    """The local path a ``file:`` URI names, percent-decoded (``file:///a%20b.mp4`` is ``/a b.mp4``), as RFC 8089
+    reads it: an empty host or ``localhost``; any other host would be a network share, refused. The Kafka jobs and
+    the API both read file URIs here, so a URI names the same file in either."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:
+        raise UriNotAllowedError(label, f"malformed URI ({exc})") from None
+    if parts.netloc.lower() not in ("", "localhost"):
+        raise UriNotAllowedError(label, f"file URI with a host ({parts.netloc}) is not allowed")
+    return unquote(parts.path)
+
+
 def resolve_source(src: VideoInput, settings: VideoSettings, name: str | None = None,
                    policy: InputPolicy | None = None) -> Source:
     """Vet ``src`` against the byte limit, the URL policy and ``policy``; raise VideoError before any decoder starts."""
@@ -153,7 +166,7 @@ def resolve_source(src: VideoInput, settings: VideoSettings, name: str | None = 
             raise UriNotAllowedError(name or text, "URLs are disabled (settings.video.allow_urls is false)")
         return Source(label=name or text, settings=settings, policy=policy, url=policy.check_url(text, name or text))
     if match:  # file://
-        text = text[len(match.group(0)) :]
+        text = file_uri_path(text, name or text)
 
     label = name or str(src)
     path = policy.check_path(text, label)
