@@ -166,13 +166,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from stream_iqa.dumps import check_writable
+    from stream_iqa.dumps import check_distinct, check_writable
     from stream_iqa.pipeline import Pipeline
     from stream_iqa.schema import ErrorRecord
     from stream_iqa.video import VideoError
 
     settings = _model_settings(args, video=_given(args, fps="fps", sampling="sampling", backend="backend"))
     outputs = {flag: getattr(args, flag) for flag in REPLAY_OUTPUTS if getattr(args, flag)}
+    check_distinct(outputs, _local_video(args.video))
     for flag, path in outputs.items():
         check_writable(path, f"--{flag}")
     clip_id = args.clip_id or Path(args.video).name
@@ -194,6 +195,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"stream-iqa replay: {problems}", file=sys.stderr)
         return EXIT_INPUT
     return EXIT_OK
+
+
+def _local_video(video: str) -> Path | None:
+    """The file replay reads (a path or a file URI), or None for a URL."""
+    from stream_iqa.video.errors import VideoError
+    from stream_iqa.video.source import file_uri_path
+
+    if video.lower().startswith("file:"):
+        try:
+            return Path(file_uri_path(video, video))
+        except VideoError:
+            return None  # refused again, with its reason, when the pipeline opens it
+    return None if "://" in video else Path(video)
 
 
 def _write_outputs(analysis: Any, video: Path, outputs: dict[str, Path]) -> str:
@@ -456,14 +470,15 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp, model=True)
     sp.set_defaults(func=cmd_eval)
 
-    from stream_iqa.dumps import dump_path
+    from stream_iqa.dumps import dump_path, suffixed_path
 
     sp = sub.add_parser("replay", help="analyse one video file: segments and clip quality (the service's pipeline)")
     sp.add_argument("video", help="video file (or an http(s) URL when video.allow_urls is set)")
     sp.add_argument("--json", action="store_true", help="the ClipReport alone on stdout")
     sp.add_argument("--dump", type=dump_path, help="per-frame records to FILE.jsonl or FILE.csv")
-    sp.add_argument("--plot", type=Path, help="quality over time with segments shaded, as PNG")
-    sp.add_argument("--html", type=Path, help="one self-contained page: plot, segment table, a thumbnail per segment")
+    sp.add_argument("--plot", type=suffixed_path(".png"), help="quality over time with segments shaded, as PNG")
+    sp.add_argument("--html", type=suffixed_path(".html", ".htm"),
+                    help="one self-contained page: plot, segment table, a thumbnail per segment")
     sp.add_argument("--fps", type=float, help="frames per second to sample (sampling 'fps')")
     sp.add_argument("--sampling", choices=["fps", "every_n", "keyframes"])
     sp.add_argument("--backend", choices=["pyav", "decord"])

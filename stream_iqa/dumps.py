@@ -1,7 +1,8 @@
 """Per-frame score dumps (``replay --dump``): JSON lines, or CSV with ``distortions`` flattened into columns.
 
-Also the check that any output file of replay can be written, made before the analysis so that a bad destination
-fails in a second rather than after the whole clip has been analysed.
+Also the checks on replay's output files, made before the analysis so that a bad destination fails in a second
+rather than after the whole clip has been analysed: each can be written, has the suffix of what it will hold, and
+names neither the input video nor another output (each would silently replace it).
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import argparse
 import csv
 import errno
+import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from stream_iqa.errors import FileError
+from stream_iqa.errors import ConfigError, FileError
 from stream_iqa.model.served import DISTORTIONS
 from stream_iqa.schema import FrameRecord
 
@@ -27,6 +29,36 @@ def dump_path(text: str) -> Path:
     if path.suffix.lower() not in DUMP_SUFFIXES:  # ArgumentTypeError: argparse shows this message, not its own
         raise argparse.ArgumentTypeError(f"needs a .jsonl or .csv file, got {text!r}")
     return path
+
+
+def suffixed_path(*suffixes: str) -> Callable[[str], Path]:
+    """argparse type for an output whose format is fixed (``--plot`` PNG, ``--html`` a page): a path ending
+    otherwise is a usage error, so that ``--plot clip.mp4`` cannot be written over a video."""
+
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"needs a {' or '.join(suffixes)} file, got {text!r}")
+        return path
+
+    return parse
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # hard and symbolic links to one file too
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()
+
+
+def check_distinct(outputs: Mapping[str, Path], video: Path | None) -> None:
+    """Raise ``ConfigError`` when an output (``{"dump": path, ...}``) names the input video or another output."""
+    seen: dict[str, Path] = {"the input video": video} if video is not None else {}
+    for flag, path in outputs.items():
+        for name, other in seen.items():
+            if _same_file(path, other):
+                raise ConfigError(f"--{flag} {path} is also {name}: it would be overwritten")
+        seen[f"--{flag}"] = path
 
 
 def cannot_write(what: str, path: Path, exc: OSError) -> FileError:

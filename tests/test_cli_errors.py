@@ -206,3 +206,30 @@ def test_a_tool_subcommand_passes_its_arguments_through_and_keeps_its_own_usage(
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
     assert main(["train-quality-view", "--final"]) == 2  # the tool's own check, as one line naming the subcommand
     assert capsys.readouterr().err.strip() == "stream-iqa train-quality-view: --final needs --out"
+
+
+@pytest.mark.parametrize("outputs", [["--plot", "{video}"], ["--dump", "{video}.csv", "--html", "{video}.csv"]])
+def test_replay_refuses_outputs_that_would_overwrite_the_input_or_each_other(clip, tmp_path, capsys, no_analysis,
+                                                                               outputs):
+    # Once `--plot victim.mp4 victim.mp4` replaced the video with a PNG, and --dump and --html the same file kept
+    # only the page. Now the output's suffix must match what it holds, and no output may name another file given.
+    video = tmp_path / "victim.mp4"
+    video.write_bytes(clip.read_bytes())
+    args = [a.format(video=video) for a in outputs]
+    with pytest.raises(SystemExit) as exc:
+        main(["replay", "--depth", "prior", *args, str(video)])
+    assert exc.value.code == 2
+    assert "needs a" in _one_line(capsys.readouterr().err)
+    assert video.read_bytes() == clip.read_bytes()
+
+
+def test_replay_refuses_an_output_that_is_the_input_under_another_name(clip, tmp_path, capsys, no_analysis):
+    video = tmp_path / "victim.png"  # a video may be named anything; a link or a file URI still names the same file
+    video.write_bytes(clip.read_bytes())
+    link = tmp_path / "link.png"
+    link.symlink_to(video)
+    for output, given in ((link, str(video)), (video, video.as_uri())):
+        assert main(["replay", "--depth", "prior", "--plot", str(output), given]) == 2
+        assert _one_line(capsys.readouterr().err) == (f"stream-iqa replay: --plot {output} is also the input video: "
+                                                      "it would be overwritten")
+    assert video.read_bytes() == clip.read_bytes()
