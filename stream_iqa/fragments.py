@@ -52,14 +52,22 @@ def cell_offsets(length: int, spec: FragmentSpec, rng: np.random.Generator | Non
     return starts + rng.integers(0, room + 1)
 
 
+#: the longest side ``fitted_size`` gives, in fragment sides: 16:1 frames keep their aspect, stranger ones do not
+MAX_FITTED_ASPECT = 16
+
+
 def fitted_size(height: int, width: int, spec: FragmentSpec) -> tuple[int, int] | None:
     """(height, width) to upscale a frame to (aspect kept) when its shorter side is under ``spec.size``; None when
-    the frame is large enough as it is."""
+    the frame is large enough as it is.
+
+    The longer side is capped at ``MAX_FITTED_ASPECT`` fragment sides: an 8-px-tall, 65,536-px-wide frame (a 50 kB
+    file, well within ``video.max_pixels``) would otherwise be upscaled to 1.8 million × 224 px, a gigabyte per frame.
+    Past 16:1 such a frame is stretched along its short side only as far as the cap allows."""
     short = min(height, width)
     if short >= spec.size:
         return None
-    scale = spec.size / short
-    return max(spec.size, round(height * scale)), max(spec.size, round(width * scale))
+    scale, cap = spec.size / short, MAX_FITTED_ASPECT * spec.size
+    return (min(cap, max(spec.size, round(height * scale))), min(cap, max(spec.size, round(width * scale))))
 
 
 def patch_index(length: int, spec: FragmentSpec, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -108,4 +116,4 @@ def splice_slices(rows: np.ndarray, cols: np.ndarray, spec: FragmentSpec
             yield slice(i * p, (i + 1) * p), slice(j * p, (j + 1) * p), slice(r, r + p), slice(c, c + p)
 
 
-__all__ = ["FragmentSpec", "cell_offsets", "fitted_size", "gather", "gather_batch", "patch_index", "splice_slices"]
+__all__ = ["MAX_FITTED_ASPECT", "FragmentSpec", "cell_offsets", "fitted_size", "gather", "gather_batch", "patch_index", "splice_slices"]

@@ -51,6 +51,24 @@ def test_a_frame_too_small_for_its_cells_is_upscaled_just_enough():
         FragmentSpec(grid=0)
 
 
+@pytest.mark.parametrize("shape", [(8, 65536), (1_036_800, 8), (100, 10_000)])
+def test_a_thin_frame_is_not_upscaled_to_gigabytes(shape):
+    # A 65,536 x 8 frame (a 50 kB ffv1 file) once took a gigabyte here: the short side went to the fragment size and
+    # the long one 28x with it. The fitted long side stops at MAX_FITTED_ASPECT fragment sides.
+    spec = FragmentSpec(grid=6, patch=32)
+    fit = fragments.fitted_size(*shape, spec)
+    assert fit is not None and min(fit) == spec.size and max(fit) == fragments.MAX_FITTED_ASPECT * spec.size
+    frame = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    assert fragments.gather(frame, spec).shape == (192, 192, 3)
+    assert gather_fragments(torch.from_numpy(frame).permute(2, 0, 1)[None].float(), spec).shape == (1, 3, 192, 192)
+
+
+def test_up_to_16_to_1_a_small_frame_keeps_its_aspect():
+    spec = FragmentSpec(grid=6, patch=32)
+    assert fragments.fitted_size(150, 2400, spec) == (192, 3072)
+    assert fragments.fitted_size(144, 256, spec) == (192, 341)
+
+
 def test_the_decoders_numpy_sampler_gives_the_training_samplers_pixels():
     """The decoder gathers fragments from uint8 HxWx3 frames, training from float NCHW batches: same cells, same
     offsets (centred and with one seed), and upscaling small frames within one grey level."""
