@@ -88,6 +88,16 @@ def test_score_images_refuses_what_is_not_an_image(analyzer):
             analyzer.score_images(empty)
 
 
+def test_a_folder_without_images_is_an_error_in_its_place_not_silence(analyzer, tmp_path, capsys):
+    empty = tmp_path / "frames"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no image here")
+    (record,) = analyzer.score_images(empty)
+    assert record.path == str(empty) and "no images" in record.error and record.quality is None
+    assert main(["score", "--json", "--depth", "prior", str(empty)]) == 3  # once: no line at all, and exit 0
+    assert json.loads(capsys.readouterr().out)["error"].startswith("no images (.bmp, .jpeg")
+
+
 def test_a_file_uri_is_percent_decoded_as_the_kafka_jobs_read_it(analyzer, clip, tmp_path):
     # file:///.../a%20b.mp4 names "a b.mp4" (RFC 8089), as in a job message; the API once looked for "a%20b.mp4"
     spaced = tmp_path / "a b#1.mp4"

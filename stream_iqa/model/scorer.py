@@ -234,7 +234,7 @@ ImageInput = Union[str, Path, np.ndarray]
 
 def score_each(scorer: Scorer, images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageScore]:
     """One record per image in input order (folders expanded to their images, sorted); an unreadable file keeps its
-    place with ``error`` set, and scoring goes on. An array that is not RGB uint8 (H, W, 3) is a caller's mistake:
+    place with ``error`` set, as does a folder with no image in it, and scoring goes on. An array that is not RGB uint8 (H, W, 3) is a caller's mistake:
     ``ValueError``, as is an empty one (no pixels)."""
     items = [images] if isinstance(images, (str, Path, np.ndarray)) else images
     for item in items:
@@ -246,7 +246,11 @@ def score_each(scorer: Scorer, images: ImageInput | Iterable[ImageInput]) -> Ite
             continue
         if not isinstance(item, (str, Path)):
             raise TypeError(f"an image is a path or an RGB uint8 array, not {type(item).__name__}")
-        for path in expand_paths([item]):
+        paths = list(expand_paths([item]))
+        if not paths:  # a folder without images: say so in its place rather than print nothing and succeed
+            yield ImageScore(path=str(item), error=f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+            continue
+        for path in paths:
             try:
                 rgb = scorer.frames(read_rgb(path))
             except (ValueError, OSError) as exc:
