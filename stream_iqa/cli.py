@@ -172,6 +172,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from stream_iqa.video import VideoError
 
     settings = _model_settings(args, video=_given(args, fps="fps", sampling="sampling", backend="backend"))
+    if args.fps is not None and settings.video.sampling != "fps":
+        raise ConfigError(f"--fps applies to sampling 'fps' only; sampling is '{settings.video.sampling}' "
+                          "(set --sampling fps, or drop --fps)")
     outputs = {flag: getattr(args, flag) for flag in REPLAY_OUTPUTS if getattr(args, flag)}
     check_distinct(outputs, _local_video(args.video))
     for flag, path in outputs.items():

@@ -233,3 +233,12 @@ def test_replay_refuses_an_output_that_is_the_input_under_another_name(clip, tmp
         assert _one_line(capsys.readouterr().err) == (f"stream-iqa replay: --plot {output} is also the input video: "
                                                       "it would be overwritten")
     assert video.read_bytes() == clip.read_bytes()
+
+
+def test_fps_with_another_sampling_is_refused_not_ignored(clip, capsys, no_analysis, monkeypatch):
+    assert main(["replay", "--depth", "prior", "--sampling", "keyframes", "--fps", "5", str(clip)]) == 2
+    assert _one_line(capsys.readouterr().err) == ("stream-iqa replay: --fps applies to sampling 'fps' only; sampling "
+                                                  "is 'keyframes' (set --sampling fps, or drop --fps)")
+    monkeypatch.setenv("STREAM_IQA_VIDEO__SAMPLING", "every_n")  # from the environment, too
+    assert main(["replay", "--depth", "prior", "--fps", "5", str(clip)]) == 2
+    assert "sampling is 'every_n'" in capsys.readouterr().err
