@@ -150,6 +150,7 @@ class Pipeline:
             if batch:
                 records += self._score(batch, depth_state, on_frame, timings)
             info, decoded_s = clip.info, clip.decoded_duration_s
+            jumps = getattr(clip, "timestamp_discontinuities", 0)  # the decord backend keeps no pts timeline
         if not records:
             raise video_error("undecodable_video", name or clip_id, "no frame could be decoded")
         duration = info.duration_s if info.duration_s else last_t + (1.0 / info.fps if info.fps else 0.0)
@@ -163,7 +164,8 @@ class Pipeline:
             log.warning("clip is shorter than its container declares", clip_id=clip_id, declared_s=declared,
                         decoded_s=round(decoded_s, 3))
         report = report.model_copy(update={"integrity": Integrity(
-            truncated=truncated, declared_duration_s=declared, decoded_duration_s=round(decoded_s, 3))})
+            truncated=truncated, declared_duration_s=declared, decoded_duration_s=round(decoded_s, 3),
+            timestamp_discontinuities=jumps)})
         return ClipAnalysis(report=report, frames=records, timings=timings)
 
     def _inputs(self, frames: np.ndarray, fragments: np.ndarray | None) -> tuple[Any, Any]:

@@ -103,12 +103,18 @@ class Integrity(_Contract):
     """What was decoded against what the container declares: a file cut short (a truncated upload, a segment written
     while the recorder died) decodes without an error, so without this the report would look complete.
 
-    ``decoded_duration_s`` runs from the first to the end of the last packet demuxed; ``truncated`` is true when it
-    falls short of ``declared_duration_s`` by more than ``max(0.5 s, two frame intervals)``."""
+    ``declared_duration_s`` is the video stream's own extent (a container-wide figure, which a longer audio track
+    stretches, is brought down to what was decoded); ``decoded_duration_s`` runs from the first to the end of the last
+    packet demuxed, or along the frame timeline when it has discontinuities; ``truncated`` is true when it falls
+    short of ``declared_duration_s`` by more than ``max(0.5 s, two frame intervals)``.
+    ``timestamp_discontinuities`` (added field) counts pts jumps (backwards, as where concatenated MPEG-TS segments
+    restart their clock, or far forward) that frame times were carried across: ``t`` stays monotonic, one frame
+    interval past the frame before the jump."""
 
     truncated: bool
     declared_duration_s: float | None = Field(None, ge=0.0)
     decoded_duration_s: float = Field(ge=0.0)
+    timestamp_discontinuities: int = Field(0, ge=0)
 
 
 class ClipReport(_Contract):

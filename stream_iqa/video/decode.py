@@ -7,7 +7,9 @@ optional resize runs inside that same swscale call. Every FFmpeg error is transl
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Iterator
+from dataclasses import replace
 from fractions import Fraction
 
 import av
@@ -29,6 +31,17 @@ from .sampling import make_sampler
 from stream_iqa.settings import VideoSettings
 from .source import Source
 from stream_iqa.deadline import Deadline
+from stream_iqa.log import get_logger
+
+log = get_logger(__name__)
+
+#: a forward pts jump this far past the expected next frame is a discontinuity (a splice, a restarted encoder), not a
+#: pause of the camera: larger than any real gap between frames we expect, far smaller than a concatenation's jump
+MAX_PTS_GAP_S = 10.0
+#: rebase step when neither the nominal rate nor an observed interval is known
+_FALLBACK_STEP = 1.0 / 25.0
+#: discontinuities logged one by one per clip; the report carries the full count
+_LOGGED_JUMPS = 5
 
 
 def open_container(source: Source, deadline: Deadline | None = None) -> av.container.InputContainer:
@@ -84,11 +97,7 @@ def check_stream(
         raise TooLargeError(
             source.label, f"frame {width}x{height} exceeds max_pixels={settings.max_pixels}"
         )
-    duration: float | None = None
-    if stream.duration is not None and stream.time_base is not None:
-        duration = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        duration = container.duration / av.time_base
+    duration = video_duration(container, stream)
     if duration is not None and duration > settings.max_duration_s:
         raise TooLongError(
             source.label, f"duration {duration:.1f} s exceeds max_duration_s={settings.max_duration_s:g}"
@@ -106,6 +115,61 @@ def check_stream(
         frames=frames,
     )
     return stream, info
+
+
+def video_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """Seconds of the video stream itself, first frame to the end of the last, as the metadata declares it.
+
+    The stream's own duration where the container has one (mp4, ts); else Matroska's per-track ``DURATION`` tag
+    (FFmpeg and mkvmerge write it); else the container's duration, which spans every stream (a longer audio track
+    makes it longer) and may include a start offset, so the offset of the video's first frame is taken off it. The
+    latter is only an upper bound: :meth:`PyAVClip._settle` brings it down to what decoding found.
+    """
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    start = _start_s(stream)
+    tagged = _tag_seconds(stream.metadata.get("DURATION"))
+    if tagged is not None:  # an end timestamp, like Matroska's segment duration
+        return tagged - start if tagged > start else tagged
+    if container.duration is None:
+        return None
+    total = container.duration / av.time_base
+    origin = 0.0 if _counts_from_zero(container) else (container.start_time or 0) / av.time_base
+    extent = total - max(0.0, start - origin)
+    return extent if extent > 0 else total
+
+
+def overstates_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> bool:
+    """Whether :func:`video_duration` fell back on a container-wide figure that another stream may have stretched:
+    then the decoded extent, not the figure, is the video's length once decoding has reached the end. A lone video
+    stream keeps its figure, so a cut single-stream file is still reported as truncated."""
+    if stream.duration is not None or _tag_seconds(stream.metadata.get("DURATION")) is not None:
+        return False
+    return container.duration is not None and len(container.streams) > 1
+
+
+def _start_s(stream: av.video.stream.VideoStream) -> float:
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)
+
+
+def _counts_from_zero(container: av.container.InputContainer) -> bool:
+    """Matroska's segment duration runs from timestamp 0, not from the first frame (FFmpeg passes it on as is), so a
+    clip cut from a longer recording declares its end time; other demuxers count from ``start_time``."""
+    return "matroska" in (container.format.name or "")
+
+
+def _tag_seconds(value: str | None) -> float | None:
+    """``HH:MM:SS.fraction`` (a Matroska ``DURATION`` tag) in seconds; None when absent or malformed."""
+    if not value:
+        return None
+    try:
+        hours, minutes, seconds = value.strip().split(":")
+        total = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+    return total if math.isfinite(total) and total > 0 else None
 
 
 def frame_to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
@@ -150,6 +214,11 @@ class PyAVClip:
         except BaseException:
             self._container.close()
             raise
+        self._overstated = overstates_duration(self._container, self._stream)
+        step = 1.0 / self.info.fps if self.info.fps else 0.0
+        # key frames lie a GOP apart, however long: only a backward jump is a discontinuity there
+        gap = math.inf if settings.sampling == "keyframes" else MAX_PTS_GAP_S
+        self._timeline = _Timeline(self._stream.time_base, step, gap, self.label)
 
     def close(self) -> None:
         self._container.close()
@@ -157,8 +226,16 @@ class PyAVClip:
     @property
     def decoded_duration_s(self) -> float:
         """Seconds of the stream the demuxer delivered (first packet to the end of the last), the measure of a file
-        cut short against ``info.duration_s``."""
+        cut short against ``info.duration_s``. Across timestamp discontinuities the packets' pts no longer measure
+        anything, so the frame timeline's extent counts instead."""
+        if self._timeline.discontinuities:
+            return self._timeline.end
         return self._span.seconds(self._stream.time_base)
+
+    @property
+    def timestamp_discontinuities(self) -> int:
+        """How many times the frame timeline was re-based over a pts jump (see :class:`_Timeline`)."""
+        return self._timeline.discontinuities
 
     def _target(self, frame: av.VideoFrame) -> tuple[int, int] | None:
         """Output size: explicit ``size``, else the display-oriented frame fitted to ``short_side`` (per frame, since
@@ -195,13 +272,10 @@ class PyAVClip:
         if keyframes_only:
             ctx.skip_frame = "NONKEY"
         sampler = make_sampler(s.sampling, s.fps, s.every_n)
-        time_base = stream.time_base
-        step = 1.0 / self.info.fps if self.info.fps else 0.0
+        timeline = self._timeline
         packet_pts: list[int] = []  # keyframes only, sorted: recovers each key frame's index in the full stream
-        first_pts: int | None = None
         span = self._span
         decoded = 0
-        t = -step
         for packet in self._container.demux(stream):
             self.deadline.check()
             if packet.pts is not None:
@@ -209,12 +283,7 @@ class PyAVClip:
             if keyframes_only and packet.pts is not None:
                 bisect.insort(packet_pts, packet.pts)
             for frame in packet.decode():
-                if frame.pts is not None and time_base is not None:
-                    if first_pts is None:
-                        first_pts = frame.pts
-                    t = float((frame.pts - first_pts) * time_base)
-                else:  # no pts at all (rare raw streams): assume the nominal rate
-                    t = t + step
+                t = timeline.at(frame.pts)
                 if t > s.max_duration_s:
                     raise TooLongError(
                         self.label, f"passed max_duration_s={s.max_duration_s:g} at t={t:.1f} s while decoding"
@@ -240,6 +309,80 @@ class PyAVClip:
         if decoded == 0:
             _raise_refusal(self._source)
             raise UndecodableVideoError(self.label, "no decodable video frames")
+        self._settle()
+
+    def _settle(self) -> None:
+        """Decoding reached the end of the stream: where the declared duration cannot be the video's (pts that
+        restarted, or a container-wide figure another stream stretched), report what was decoded instead, so that a
+        longer audio track is not read as a cut file. A stream's own duration is kept: against it, a short decode is
+        a real truncation."""
+        declared, decoded = self.info.duration_s, self.decoded_duration_s
+        if decoded <= 0 or declared is None:
+            return
+        if self._timeline.discontinuities or (self._overstated and decoded < declared):
+            self.info = replace(self.info, duration_s=decoded)
+
+
+class _Timeline:
+    """Frame times in seconds from the first frame, kept monotonic across pts discontinuities.
+
+    Concatenated MPEG-TS segments (DVR and HLS recordings) restart their pts mid-file, and a splice can jump it far
+    ahead; measured from the first pts alone, the second part would repeat the first part's times (or sit a minute
+    later), and the fps sampler, which skips frames behind its grid, would drop it. So a frame whose pts does not
+    advance (backwards, or repeating a time) or lands more than ``max_gap_s`` past the expected next frame
+    continues the timeline one frame interval after the last time (a running offset), and the jump is counted and
+    logged. Frames without a pts (rare raw streams) are assumed to follow at the nominal rate.
+    """
+
+    def __init__(self, time_base: Fraction | None, step: float, max_gap_s: float, label: str) -> None:
+        self.time_base = time_base
+        self.step = step
+        self.max_gap_s = max_gap_s
+        self.label = label
+        self.discontinuities = 0
+        self._origin: int | None = None
+        self._offset = 0.0
+        self._last: float | None = None
+        self._interval = step  # the nominal frame interval, else the last one seen
+
+    @property
+    def end(self) -> float:
+        """The end of the last frame on the timeline (0 before any)."""
+        return 0.0 if self._last is None else self._last + self._gap()
+
+    def at(self, pts: int | None) -> float:
+        if pts is None or self.time_base is None:
+            t = 0.0 if self._last is None else self._last + self.step
+        else:
+            if self._origin is None:  # the first pts; after frames without one, it carries on from them
+                self._origin = pts
+                self._offset = 0.0 if self._last is None else self._last + self._gap()
+            t = float((pts - self._origin) * self.time_base) + self._offset
+            if self._last is not None and self._jumped(t):
+                t = self._rebase(t)
+        if self._last is not None and t > self._last and not self.step:
+            self._interval = t - self._last
+        self._last = t
+        return t
+
+    def _gap(self) -> float:
+        return self._interval or _FALLBACK_STEP
+
+    def _jumped(self, t: float) -> bool:
+        """Not after the previous frame (two frames cannot share an instant: a restarted clock whose key frames
+        repeat a time), or far past where the next one was due."""
+        assert self._last is not None
+        return t <= self._last or t > self._last + self._gap() + self.max_gap_s
+
+    def _rebase(self, t: float) -> float:
+        assert self._last is not None
+        expected = self._last + self._gap()
+        self._offset += expected - t
+        self.discontinuities += 1
+        if self.discontinuities <= _LOGGED_JUMPS:
+            log.warning("video timestamps jump; the timeline continues from the previous frame", clip=self.label,
+                        at_s=round(expected, 3), jump_s=round(t - expected, 3), discontinuities=self.discontinuities)
+        return expected
 
 
 class _Span:

@@ -1,0 +1,163 @@
+"""Frame timeline and clip duration (stream_iqa.video.decode): timestamps that jump, containers whose duration is not
+the video's own.
+
+Concatenated MPEG-TS segments (DVR/HLS recordings) restart their pts mid-file; Matroska declares one duration for
+every stream, counted from timestamp 0. Clips are tiny synthetic ones written with PyAV in tmp_path.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import stream_iqa
+from stream_iqa.video import VideoSettings, open_video, sample_frames
+
+SIZE = (64, 48)  # width, height: small, even (yuv420p)
+CPU = {"model": {"device": "cpu"}, "depth": {"source": "prior"}}
+
+
+def _frame(i: int) -> av.VideoFrame:
+    rgb = np.random.default_rng(i).integers(60, 200, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+
+
+def write_video(path: Path, n: int, *, fps: int = 10, first: int = 0, fmt: str | None = None,
+                codec: str = "libx264", audio_s: float = 0.0) -> Path:
+    """``n`` frames at ``fps``, the first at pts ``first`` (in 1/fps units); ``audio_s`` seconds of silent audio
+    (aac, or opus for WebM) muxed after the video."""
+    with av.open(str(path), "w", format=fmt) as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
+        video.codec_context.time_base = Fraction(1, fps)
+        if codec == "libx264":
+            video.options = {"preset": "ultrafast"}
+        audio = out.add_stream("libopus" if codec.startswith("libvpx") else "aac", rate=48000) if audio_s else None
+        for i in range(n):
+            frame = _frame(i)
+            frame.pts, frame.time_base = first + i, Fraction(1, fps)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if audio is not None:
+            _mux_silence(out, audio, audio_s)
+    return path
+
+
+def _mux_silence(out: av.container.OutputContainer, audio: av.audio.stream.AudioStream, seconds: float) -> None:
+    size = audio.codec_context.frame_size or 960
+    for i in range(int(seconds * 48000) // size):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, size), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 48000, i * size
+        for packet in audio.encode(frame):
+            out.mux(packet)
+    for packet in audio.encode():
+        out.mux(packet)
+
+
+def concatenated_ts(tmp_path: Path, *parts: tuple[int, int]) -> Path:
+    """MPEG-TS segments (frames, first pts) joined byte for byte, as a DVR or an HLS download stores them."""
+    data = b"".join(write_video(tmp_path / f"seg{i}.ts", n, first=first, fmt="mpegts").read_bytes()
+                    for i, (n, first) in enumerate(parts))
+    path = tmp_path / "joined.ts"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> stream_iqa.Analyzer:
+    return stream_iqa.create_analyzer(**CPU)
+
+
+def _times(path: Path, settings: VideoSettings) -> list[float]:
+    return [f.t for f in sample_frames(path, settings)]
+
+
+def _increasing(ts: list[float]) -> bool:
+    return all(b > a for a, b in zip(ts, ts[1:]))
+
+
+def test_concatenated_ts_segments_are_analysed_whole_on_one_timeline(tmp_path: Path, analyzer) -> None:
+    path = concatenated_ts(tmp_path, (30, 0), (30, 0))  # 2 × 3 s, pts restarting at the join
+    ts = _times(path, VideoSettings(sampling="fps", fps=2.0))
+    assert len(ts) == 12 and _increasing(ts)
+    assert ts == pytest.approx([0.5 * i for i in range(12)], abs=0.051)
+    with open_video(path, VideoSettings(sampling="every_n", every_n=1)) as clip:
+        n = sum(1 for _ in clip.frames())
+        assert n == 60 and clip.timestamp_discontinuities == 1
+        assert clip.decoded_duration_s == pytest.approx(6.0, abs=0.11)
+
+    seen: list[float] = []
+    report = analyzer.analyze(path, on_frame=lambda r: seen.append(r.t))
+    assert report.frames_analyzed == 12 and _increasing(seen) and seen[-1] == pytest.approx(5.5, abs=0.051)
+    assert report.duration_s == pytest.approx(6.0, abs=0.11)
+    assert report.integrity is not None and report.integrity.timestamp_discontinuities == 1
+    assert report.integrity.truncated is False
+    assert report.integrity.decoded_duration_s == pytest.approx(6.0, abs=0.11)
+
+
+def test_backward_pts_in_every_n_sampling_continues_the_timeline(tmp_path: Path) -> None:
+    path = concatenated_ts(tmp_path, (20, 40), (10, 5))  # 2 s from pts 4 s, then 1 s from 0.5 s
+    ts = _times(path, VideoSettings(sampling="every_n", every_n=5))
+    assert ts == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5], abs=0.001)
+    with open_video(path, VideoSettings(sampling="every_n", every_n=5)) as clip:
+        assert [f.index for f in clip.frames()] == [0, 5, 10, 15, 20, 25]
+        assert clip.timestamp_discontinuities == 1
+
+
+def test_key_frames_after_a_pts_reset_keep_increasing_times(tmp_path: Path) -> None:
+    path = concatenated_ts(tmp_path, (30, 0), (30, 0))  # one key frame per segment, both at the same pts
+    ts = _times(path, VideoSettings(sampling="keyframes"))
+    assert len(ts) == 2 and _increasing(ts)
+
+
+def test_forward_pts_jump_far_past_the_next_frame_is_closed(tmp_path: Path) -> None:
+    path = concatenated_ts(tmp_path, (10, 0), (10, 600))  # 1 s, then 1 s stamped a minute later
+    ts = _times(path, VideoSettings(sampling="every_n", every_n=1))
+    assert len(ts) == 20 and _increasing(ts)
+    assert ts == pytest.approx([0.1 * i for i in range(20)], abs=0.001)
+    with open_video(path) as clip:
+        list(clip.frames())
+        assert clip.timestamp_discontinuities == 1 and clip.info.duration_s == pytest.approx(2.0, abs=0.11)
+
+
+@pytest.mark.parametrize("suffix, codec", [("mkv", "libx264"), ("webm", "libvpx")])
+def test_matroska_with_longer_audio_reports_the_video_duration(tmp_path: Path, analyzer, suffix, codec) -> None:
+    path = write_video(tmp_path / f"av.{suffix}", 20, codec=codec, audio_s=6.0)  # 2 s of video, 6 s of audio
+    with open_video(path) as clip:
+        assert clip.info.duration_s == pytest.approx(2.0, abs=0.11)
+    report = analyzer.analyze(path)
+    assert report.duration_s == pytest.approx(2.0, abs=0.11)
+    assert all(s.end <= 2.1 for s in report.segments)
+    assert report.integrity is not None and report.integrity.truncated is False
+    assert report.integrity.declared_duration_s == pytest.approx(2.0, abs=0.11)
+    assert report.integrity.timestamp_discontinuities == 0
+
+
+def test_matroska_with_a_start_offset_reports_the_video_extent(tmp_path: Path, analyzer) -> None:
+    path = write_video(tmp_path / "offset.mkv", 30, first=50)  # first frame at 5 s, 3 s long
+    with open_video(path) as clip:
+        assert clip.info.duration_s == pytest.approx(3.0, abs=0.11)
+    seen: list[float] = []
+    report = analyzer.analyze(path, on_frame=lambda r: seen.append(r.t))
+    assert seen == pytest.approx([0.5 * i for i in range(6)], abs=0.001)
+    assert report.duration_s == pytest.approx(3.0, abs=0.11)
+    assert report.integrity is not None and report.integrity.truncated is False
+    assert report.integrity.declared_duration_s == pytest.approx(3.0, abs=0.11)
+
+
+def test_a_normal_mp4_keeps_its_duration_and_times(tmp_path: Path, analyzer) -> None:
+    path = write_video(tmp_path / "plain.mp4", 30)
+    with open_video(path) as clip:
+        assert clip.info.duration_s == pytest.approx(3.0, abs=0.01)
+        assert [f.t for f in clip.frames()] == pytest.approx([0.5 * i for i in range(6)], abs=1e-9)
+        assert clip.timestamp_discontinuities == 0
+    report = analyzer.analyze(path)
+    assert report.frames_analyzed == 6 and report.duration_s == pytest.approx(3.0, abs=0.01)
+    assert report.integrity is not None and report.integrity.truncated is False
+    assert report.integrity.timestamp_discontinuities == 0
