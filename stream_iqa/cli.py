@@ -167,6 +167,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from stream_iqa.dumps import check_distinct, check_writable
+    from stream_iqa.video.source import local_file
     from stream_iqa.pipeline import Pipeline
     from stream_iqa.schema import ErrorRecord
     from stream_iqa.video import VideoError
@@ -176,7 +177,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise ConfigError(f"--fps applies to sampling 'fps' only; sampling is '{settings.video.sampling}' "
                           "(set --sampling fps, or drop --fps)")
     outputs = {flag: getattr(args, flag) for flag in REPLAY_OUTPUTS if getattr(args, flag)}
-    check_distinct(outputs, _local_video(args.video))
+    check_distinct(outputs, local_file(args.video))
     for flag, path in outputs.items():
         check_writable(path, f"--{flag}")
     clip_id = args.clip_id or Path(args.video).name
@@ -198,19 +199,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"stream-iqa replay: {problems}", file=sys.stderr)
         return EXIT_INPUT
     return EXIT_OK
-
-
-def _local_video(video: str) -> Path | None:
-    """The file replay reads (a path or a file URI), or None for a URL."""
-    from stream_iqa.video.errors import VideoError
-    from stream_iqa.video.source import file_uri_path
-
-    if video.lower().startswith("file:"):
-        try:
-            return Path(file_uri_path(video, video))
-        except VideoError:
-            return None  # refused again, with its reason, when the pipeline opens it
-    return None if "://" in video else Path(video)
 
 
 def _write_outputs(analysis: Any, video: Path, outputs: dict[str, Path]) -> str:

@@ -23,14 +23,6 @@ DUMP_SUFFIXES = (".jsonl", ".csv")
 CSV_COLUMNS = ("frame_index", "t", "quality", *DISTORTIONS, "depth_fresh")
 
 
-def dump_path(text: str) -> Path:
-    """argparse type: the suffix picks the format, so an unknown one is a usage error before any work is done."""
-    path = Path(text)
-    if path.suffix.lower() not in DUMP_SUFFIXES:  # ArgumentTypeError: argparse shows this message, not its own
-        raise argparse.ArgumentTypeError(f"needs a .jsonl or .csv file, got {text!r}")
-    return path
-
-
 def suffixed_path(*suffixes: str) -> Callable[[str], Path]:
     """argparse type for an output whose format is fixed (``--plot`` PNG, ``--html`` a page): a path ending
     otherwise is a usage error, so that ``--plot clip.mp4`` cannot be written over a video."""
@@ -59,6 +51,10 @@ def check_distinct(outputs: Mapping[str, Path], video: Path | None) -> None:
             if _same_file(path, other):
                 raise ConfigError(f"--{flag} {path} is also {name}: it would be overwritten")
         seen[f"--{flag}"] = path
+
+
+#: argparse type of ``--dump``: the suffix picks the format, so an unknown one is a usage error before any work is done
+dump_path = suffixed_path(*DUMP_SUFFIXES)
 
 
 def cannot_write(what: str, path: Path, exc: OSError) -> FileError:

@@ -150,7 +150,7 @@ class Pipeline:
             if batch:
                 records += self._score(batch, depth_state, on_frame, timings)
             info, decoded_s = clip.info, clip.decoded_duration_s
-            jumps = getattr(clip, "timestamp_discontinuities", 0)  # the decord backend keeps no pts timeline
+            jumps = clip.timestamp_discontinuities
         if not records:
             raise video_error("undecodable_video", name or clip_id, "no frame could be decoded")
         duration = info.duration_s if info.duration_s else last_t + (1.0 / info.fps if info.fps else 0.0)

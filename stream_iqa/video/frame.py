@@ -53,6 +53,8 @@ class VideoClip(Protocol):
     label: str
     #: seconds of the stream actually delivered so far (compared with ``info.duration_s`` to detect a cut file)
     decoded_duration_s: float
+    #: pts jumps the frame times were carried across (``integrity.timestamp_discontinuities``)
+    timestamp_discontinuities: int
 
     def frames(self) -> Iterator[SampledFrame]: ...
 

@@ -146,6 +146,20 @@ def file_uri_path(uri: str, label: str) -> str:
     return unquote(parts.path)
 
 
+def local_file(text: str) -> Path | None:
+    """The local file an input string names (a path or a ``file:`` URI), or None for a URL or a refused URI: what
+    ``resolve_source`` would open, for checks made before it runs (replay's outputs must not overwrite it)."""
+    match = _URL.match(text)
+    if match is None:
+        return Path(text)
+    if match["scheme"].lower() != "file":
+        return None
+    try:
+        return Path(file_uri_path(text, text))
+    except UriNotAllowedError:
+        return None  # refused again, with its reason, when the input is opened
+
+
 def resolve_source(src: VideoInput, settings: VideoSettings, name: str | None = None,
                    policy: InputPolicy | None = None) -> Source:
     """Vet ``src`` against the byte limit, the URL policy and ``policy``; raise VideoError before any decoder starts."""
