@@ -224,7 +224,7 @@ class _Server:
                     pass
 
             def _route(self, path: str, query: dict[str, list[str]]) -> None:
-                if path == "/clip.mp4":
+                if path in ("/clip.mp4", "/caf%C3%A9.mp4", "/a%20b.mp4"):
                     self._send(server.mp4)
                 elif path == "/nolength.mp4":
                     self._send(server.mp4, length=False)
@@ -337,6 +337,24 @@ def test_redirect_loop_ends(server: _Server):
     err = _error(server.url("/loop"), URLS, ONLY_LOOPBACK)
     assert err.code == "uri_not_allowed", err
     assert server.hits == Counter({"/loop": 6})  # the first request and 5 redirects
+
+
+@pytest.mark.parametrize("path, sent", [("/caf\u00e9.mp4", "/caf%C3%A9.mp4"), ("/a b.mp4", "/a%20b.mp4"),
+                                        ("/a%20b.mp4", "/a%20b.mp4"), ("/redirect?to=/caf\u00e9.mp4", "/caf%C3%A9.mp4")],
+                         ids=["non-ascii", "space", "already-escaped", "non-ascii-redirect"])
+def test_url_as_a_person_writes_it_is_sent_percent_encoded(server: _Server, path: str, sent: str):
+    """A non-ASCII path, in the job or in a redirect's Location, was answered 'internal' (http.client's
+    UnicodeEncodeError), which the contract keeps for our own bugs; a space was 'not_found'."""
+    assert len(_frames(server.url(path), URLS, ONLY_LOOPBACK)) == 10
+    assert server.hits[sent] == 1
+
+
+def test_request_target_keeps_a_urls_own_escapes():
+    from stream_iqa.video.fetch import request_target
+
+    assert request_target("http://h/a%2Fb/c\u00e9 d.mp4?x=%2F&y=\u00e9&z=a b#frag") == \
+        "/a%2Fb/c%C3%A9%20d.mp4?x=%2F&y=%C3%A9&z=a%20b"
+    assert request_target("http://h") == "/"
 
 
 def test_http_404_is_not_found(server: _Server):

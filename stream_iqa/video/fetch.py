@@ -17,7 +17,7 @@ import socket
 import ssl
 import tempfile
 from typing import TYPE_CHECKING, BinaryIO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from .errors import ClipTimeoutError, NotFoundError, TooLargeError, UriNotAllowedError
 from stream_iqa.deadline import Deadline
@@ -27,6 +27,19 @@ if TYPE_CHECKING:
     from .source import InputPolicy
 
 MAX_REDIRECTS = 5
+#: what may stay as it is in a request's path and query (RFC 3986 unreserved, sub-delims, ":@/?" and "%" so that a
+#: URL's own escapes are kept); anything else, non-ASCII above all, goes out as UTF-8 percent-escapes, as browsers send
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def request_target(url: str) -> str:
+    """The path and query to send for ``url``. Written as a person or a redirect wrote it (``/café.mp4``, a space),
+    not as HTTP needs it: http.client refuses non-ASCII with a UnicodeEncodeError, and a space or control character
+    would split the request line."""
+    parts = urlsplit(url)
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    return path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
 _CHUNK = 256 * 1024
 _SPOOL = 32 * 1024**2
 
@@ -41,13 +54,13 @@ def fetch(url: str, policy: InputPolicy, settings: VideoSettings, deadline: Dead
                                                 read_timeout_s=settings.read_timeout_s)
         try:
             parts = urlsplit(url)
-            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
             try:
-                conn.request("GET", path, headers={"User-Agent": "stream-iqa", "Accept-Encoding": "identity"})
+                conn.request("GET", request_target(url),
+                             headers={"User-Agent": "stream-iqa", "Accept-Encoding": "identity"})
                 resp = conn.getresponse()
             except (TimeoutError, socket.timeout):
                 raise _silent(url, settings, deadline, label) from None
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, UnicodeError) as exc:
                 raise NotFoundError(label, f"request to {parts.hostname} failed ({exc})") from None
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.getheader("Location")
@@ -77,8 +90,8 @@ def _connection(url: str, settings: VideoSettings, deadline: Deadline, label: st
     except (TimeoutError, socket.timeout):
         deadline.check()
         raise ClipTimeoutError(label, f"no connection to {host} within {timeout:g} s (video.connect_timeout_s)") from None
-    except OSError as exc:
-        raise NotFoundError(label, f"cannot connect to {host} ({exc.strerror or exc})") from None
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
+        raise NotFoundError(label, f"cannot connect to {host} ({getattr(exc, 'strerror', None) or exc})") from None
     return conn
 
 
