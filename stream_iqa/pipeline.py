@@ -153,7 +153,9 @@ class Pipeline:
             jumps = clip.timestamp_discontinuities
         if not records:
             raise video_error("undecodable_video", name or clip_id, "no frame could be decoded")
-        duration = info.duration_s if info.duration_s else last_t + (1.0 / info.fps if info.fps else 0.0)
+        # undeclared (a live stream, a header with no or a nonsense length): what decoding delivered, else the last
+        # sampled frame's end
+        duration = info.duration_s or decoded_s or last_t + (1.0 / info.fps if info.fps else 0.0)
         duration = max(duration, last_t)
         report = build_report(
             records, clip_id=clip_id, stream_id=stream_id or clip_id, duration_s=duration, model=self.model_info,

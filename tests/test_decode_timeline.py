@@ -7,6 +7,7 @@ every stream, counted from timestamp 0. Clips are tiny synthetic ones written wi
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -161,3 +162,124 @@ def test_a_normal_mp4_keeps_its_duration_and_times(tmp_path: Path, analyzer) -> 
     assert report.frames_analyzed == 6 and report.duration_s == pytest.approx(3.0, abs=0.01)
     assert report.integrity is not None and report.integrity.truncated is False
     assert report.integrity.timestamp_discontinuities == 0
+
+
+def _write_pts(path: Path, pts: list[int], fps: int, fmt: str) -> bytes:
+    """One frame per entry of ``pts`` (in 1/fps units), key frames every 5, no B-frames."""
+    with av.open(str(path), "w", format=fmt) as out:
+        video = out.add_stream("libx264", rate=fps, options={"g": "5", "bf": "0", "preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
+        for i, p in enumerate(pts):
+            frame = _frame(i)
+            frame.pts, frame.time_base = p, Fraction(1, fps)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    return path.read_bytes()
+
+
+def test_a_paused_mp4_steps_one_frame_interval_across_the_pause(tmp_path: Path) -> None:
+    """4 s of 5-fps video stamped with a minute's pause half-way. mp4's average rate is frames over the whole
+    duration (5/16 fps), so stepping by it put 3.2 s, not 0.2 s, across the pause: 10 s of video reported."""
+    path = tmp_path / "paused.mp4"
+    _write_pts(path, [*range(10), *range(310, 320)], 5, "mp4")
+    with open_video(path, VideoSettings(sampling="every_n", every_n=1)) as clip:
+        assert clip.info.fps == 5
+        ts = [f.t for f in clip.frames()]
+        assert ts == pytest.approx([0.2 * i for i in range(20)], abs=1e-6)
+        assert clip.timestamp_discontinuities == 1 and clip.info.duration_s == pytest.approx(4.0, abs=0.01)
+
+
+def _flv_with(tmp_path: Path, framerate: float, video_ms: list[int] | None = None,
+              duration: float | None = None) -> Path:
+    """30 frames of 5-fps FLV whose onMetaData declares ``framerate`` (and ``duration``, where given: AMF0 doubles
+    the producer writes) and, where given, whose video tags carry these millisecond timestamps instead of their own."""
+    data = bytearray(_write_pts(tmp_path / "plain.flv", list(range(30)), 5, "flv"))
+    for name, value in ((b"framerate", framerate), (b"duration", duration)):
+        if value is not None:
+            i = data.find(name) + len(name)
+            assert data[i] == 0  # an AMF0 number follows
+            data[i + 1 : i + 9] = struct.pack(">d", value)
+    if video_ms is not None:
+        tag, k = 9 + 4, 0  # the header, then PreviousTagSize0
+        while tag + 11 <= len(data):
+            size = int.from_bytes(data[tag + 1 : tag + 4], "big")
+            if data[tag] == 9:  # a video tag: 24-bit timestamp, then its 8 high bits
+                ms = video_ms[k % len(video_ms)]
+                data[tag + 4 : tag + 8] = (ms & 0xFFFFFF).to_bytes(3, "big") + bytes([ms >> 24])
+                k += 1
+            tag += 11 + size + 4
+    path = tmp_path / f"rate{framerate:g}.flv"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_declared_negative_frame_rate_does_not_run_the_timeline_backwards(tmp_path: Path, analyzer) -> None:
+    """framerate -5 in the FLV header, every video tag at 0 ms: the rebase step was -0.2 s and the report failed its
+    own validation (decoded_duration_s -6.0), answered 'internal'. FFmpeg's guess from the tags is 5 fps."""
+    path = _flv_with(tmp_path, -5.0, video_ms=[0])
+    report = analyzer.analyze(path)
+    assert report.integrity is not None and report.integrity.decoded_duration_s == pytest.approx(6.0, abs=0.01)
+    assert report.duration_s > 0 and report.integrity.timestamp_discontinuities == 29
+
+
+def test_a_declared_frame_rate_cannot_shrink_the_clip_under_max_duration(tmp_path: Path) -> None:
+    """framerate 1000 and duration 0 in the header, tags alternating 0 / 1 ms: the 1 ms step fitted 6 s of video
+    into 0.03 s, past max_duration_s=1, and a one-frame report came back."""
+    from stream_iqa.video.errors import TooLongError
+
+    path = _flv_with(tmp_path, 1000.0, video_ms=[0, 1], duration=0.0)
+    with pytest.raises(TooLongError, match="max_duration_s=1"):
+        with open_video(path, VideoSettings(sampling="every_n", every_n=1, max_duration_s=1)) as clip:
+            list(clip.frames())
+
+
+@pytest.mark.parametrize("guessed, average, fps", [(5, Fraction(5, 16), 5), (None, 25, 25), (-5, 5, 5),
+                                                   (0, None, None), (Fraction(1, 1000), 10**6, None)])
+def test_the_nominal_rate_is_a_plausible_one(guessed, average, fps) -> None:
+    from types import SimpleNamespace
+
+    from stream_iqa.video.decode import nominal_rate
+
+    rate = nominal_rate(SimpleNamespace(guessed_rate=None if guessed is None else Fraction(guessed),
+                                        average_rate=None if average is None else Fraction(average)))
+    assert rate == fps
+
+
+def _with_mdhd_duration(data: bytes, duration: int) -> bytes:
+    """The mp4 with its (only) track's media header rewritten as version 1, declaring ``duration`` (signed 64 bits
+    here, as a crafted file may); moov must follow mdat, so that no chunk offset moves."""
+    data = bytearray(data)
+    found: dict[str, tuple[int, int]] = {}
+
+    def walk(start: int, end: int) -> None:
+        i = start
+        while i + 8 <= end:
+            size, kind = struct.unpack(">I4s", data[i : i + 8])
+            name = kind.decode("latin-1")
+            found.setdefault(name, (i, size))
+            if name in ("moov", "trak", "mdia"):
+                walk(i + 8, i + size)
+            i += size
+
+    walk(0, len(data))
+    at, size = found["mdhd"]
+    assert found["mdat"][0] < found["moov"][0]
+    _, created, modified, scale, _, lang = struct.unpack(">IIIIIH", data[at + 8 : at + 30])
+    data[at : at + size] = struct.pack(">I4sIQQIqH2x", 44, b"mdhd", 1 << 24, created, modified, scale, duration, lang)
+    for name in ("moov", "trak", "mdia"):
+        j, sz = found[name]
+        struct.pack_into(">I", data, j, sz + 44 - size)
+    return bytes(data)
+
+
+def test_a_negative_declared_duration_is_measured_by_decoding(tmp_path: Path, analyzer) -> None:
+    """A media header declaring -(2**62) reached the report's integrity and failed its validation ('internal')."""
+    path = tmp_path / "negative.mp4"
+    path.write_bytes(_with_mdhd_duration(write_video(tmp_path / "plain.mp4", 20).read_bytes(), -(1 << 62)))
+    with av.open(str(path)) as probe:
+        assert probe.streams.video[0].duration < 0  # FFmpeg passes the field on as it is
+    report = analyzer.analyze(path)
+    assert report.frames_analyzed == 4 and report.duration_s == pytest.approx(2.0, abs=0.11)
+    assert report.integrity is not None and report.integrity.declared_duration_s is None

@@ -38,6 +38,9 @@ log = get_logger(__name__)
 #: a forward pts jump this far past the expected next frame is a discontinuity (a splice, a restarted encoder), not a
 #: pause of the camera: larger than any real gap between frames we expect, far smaller than a concatenation's jump
 MAX_PTS_GAP_S = 10.0
+#: frame rates a camera may have, from one frame in 100 s (time-lapse) to 1000 (slow motion); a stream declaring a
+#: rate outside it has no known rate
+_PLAUSIBLE_FPS = (Fraction(1, 100), Fraction(1000))
 #: rebase step when neither the nominal rate nor an observed interval is known
 _FALLBACK_STEP = 1.0 / 25.0
 #: discontinuities logged one by one per clip; the report carries the full count
@@ -102,10 +105,12 @@ def check_stream(
         raise TooLongError(
             source.label, f"duration {duration:.1f} s exceeds max_duration_s={settings.max_duration_s:g}"
         )
-    frames = stream.frames or 0
-    if duration is not None and duration <= 0 and frames == 0:
-        raise UndecodableVideoError(source.label, "video stream has zero duration and no frames")
-    rate = stream.average_rate or stream.guessed_rate
+    frames = max(stream.frames or 0, 0)
+    if duration is not None and not duration > 0:
+        if frames == 0:
+            raise UndecodableVideoError(source.label, "video stream has zero duration and no frames")
+        duration = None  # a negative (crafted) or zero declared length says nothing: decoding measures it
+    rate = nominal_rate(stream)
     info = ClipInfo(
         duration_s=duration,
         width=width,
@@ -115,6 +120,17 @@ def check_stream(
         frames=frames,
     )
     return stream, info
+
+
+def nominal_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """Frames per second of the stream, the frame interval the timeline steps by across a timestamp jump: FFmpeg's
+    guess (from the frames' own timestamps) first, the average (frames over the stream's duration) second, and
+    neither where it is no camera's rate. Not the average first: a recording paused for a minute averages 5/16 fps
+    for 5-fps video, and a header can declare anything (FLV's ``framerate`` of -5 ran the timeline backwards)."""
+    for rate in (stream.guessed_rate, stream.average_rate):
+        if rate is not None and rate.denominator > 0 and _PLAUSIBLE_FPS[0] <= rate <= _PLAUSIBLE_FPS[1]:
+            return Fraction(rate)
+    return None
 
 
 def video_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
