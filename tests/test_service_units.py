@@ -103,6 +103,31 @@ def test_headers_and_clip_id_hint_survive_garbage():
     assert clip_id_hint({}, b'{"clip_id": "\\ud800x"}') == "?x"  # a lone surrogate cannot be written out
 
 
+def test_a_json_jobs_error_names_the_jobs_own_clip_id_not_a_header():
+    """A JSON job refused for its URI, sent with a clip_id header too: the record's clip_id was the header's while
+    its message named the JSON's. Raw bytes keep theirs in the header."""
+    both = {"content-type": "application/json; charset=utf-8", "clip_id": "header-id"}
+    assert clip_id_hint(both, b'{"clip_id": "job-42", "uri": "file:///etc/passwd"}') == "job-42"
+    assert clip_id_hint(both, b'{"clip_id": "", "uri": 3}') == "header-id"  # nothing usable in the JSON
+    assert clip_id_hint(both, b"not json") == "header-id"
+    assert clip_id_hint({"content-type": "video/mp4", "clip_id": "header-id"}, b'{"clip_id": "x"}') == "header-id"
+
+
+@pytest.mark.parametrize("form", ["json", "bytes"])
+def test_a_clip_id_with_newlines_or_nul_cannot_forge_a_second_line(roots, form: str):
+    """The id is the client's, and the message embeds it: replay prints the message as its one stderr line."""
+    settings, _, _ = roots
+    forged = "cam1-0007\nstream-iqa: clip cam1-0008 analysed OK\x00\u2028x"
+    with pytest.raises(InputError) as err:
+        if form == "json":
+            _job(settings, doc={"clip_id": forged, "stream_id": "s1", "uri": "ftp://h/a.mp4"})
+        else:
+            _job(settings, headers={"content-type": "video/mp4", "clip_id": forged, "stream_id": "s1"}, value=b"")
+    message = err.value.message
+    assert "\n" not in message and "\x00" not in message and "\u2028" not in message
+    assert "cam1-0007 stream-iqa: clip cam1-0008 analysed OK\\x00 x" in message
+
+
 def test_offsets_commit_in_order_when_clips_finish_out_of_order():
     t, a, b = OffsetTracker(), TopicPartition("in", 0), TopicPartition("in", 1)
     for off in (5, 6, 7):

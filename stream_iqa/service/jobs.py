@@ -70,17 +70,27 @@ def headers_of(raw: list[tuple[str, bytes]] | None) -> dict[str, str]:
     return out
 
 
+def content_type(headers: dict[str, str]) -> str:
+    """The media type of the ``content-type`` header, lower case, parameters dropped ("" when absent)."""
+    return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 def clip_id_hint(headers: dict[str, str], value: bytes | None) -> str | None:
-    """The best clip id for an error record about a message that may not parse (header, else the JSON field).
-    Never raises: it runs on hostile bytes (``[`` × 1500 is a RecursionError, not a ValueError) before anything
-    else has vetted them."""
-    if headers.get("clip_id"):
-        return _printable(headers["clip_id"][:_ID_CHARS])
+    """The best clip id for an error record about a message that may not parse: where the job's own form keeps it
+    (the JSON field of a JSON job, the header of raw bytes), else the other. Never raises: it runs on hostile bytes
+    (``[`` × 1500 is a RecursionError, not a ValueError) before anything else has vetted them."""
+    header = _printable(headers["clip_id"][:_ID_CHARS]) if headers.get("clip_id") else None
+    if header is not None and content_type(headers) not in JSON_TYPES:
+        return header
+    return _json_clip_id(value) or header
+
+
+def _json_clip_id(value: bytes | None) -> str | None:
     if not value or len(value) > 1024**2 or value.lstrip()[:1] != b"{":
         return None
     try:
         doc = json.loads(value)
-        if isinstance(doc, dict) and isinstance(doc.get("clip_id"), str):
+        if isinstance(doc, dict) and isinstance(doc.get("clip_id"), str) and doc["clip_id"]:
             return _printable(doc["clip_id"][:_ID_CHARS])
     except Exception:  # noqa: BLE001 - any failure just means no hint
         pass
@@ -99,7 +109,7 @@ def parse_job(value: bytes | None, headers: dict[str, str], key: bytes | None, s
     size = len(value or b"")
     if size > settings.kafka.max_message_bytes:
         raise TooLargeError(where, f"message of {size} bytes exceeds kafka.max_message_bytes={settings.kafka.max_message_bytes}")
-    ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = content_type(headers)
     if not ctype:
         raise InvalidMessageError(where, "missing content-type header (application/json for a job, video/* or "
                                          "application/octet-stream for raw segment bytes)")

@@ -8,9 +8,18 @@ closed and an empty file is, to every consumer, simply input that cannot be deco
 
 from __future__ import annotations
 
+import unicodedata
 from typing import ClassVar
 
 from stream_iqa.schema import ErrorCode
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line: runs of whitespace (newlines, Unicode line separators) become one space, and other
+    control characters (NUL, ESC) are written as ``\\xNN`` escapes, so nothing in it can forge a second line or
+    steer a terminal."""
+    flat = " ".join(str(text).split())
+    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in flat)
 
 
 class InputError(Exception):
@@ -25,8 +34,8 @@ class InputError(Exception):
     code: ClassVar[ErrorCode] = "internal"
 
     def __init__(self, source: str, cause: str) -> None:
-        self.source = source
-        self.cause = " ".join(str(cause).split())
+        self.source = one_line(source)  # it may hold a client's clip id: "cam1\nstream-iqa: clip cam2 analysed OK"
+        self.cause = one_line(cause)
         super().__init__(f"{self.source}: {self.cause}")
 
     @property
