@@ -68,6 +68,10 @@ def test_frames_are_published_before_their_report_with_the_clips_ids(report):
     assert (body["clip_id"], body["stream_id"], body["idempotency_key"]) == ("c", "cam-1", "k" * 32)
     assert FrameRecord.model_validate({k: v for k, v in body.items()
                                        if k not in ("clip_id", "stream_id", "idempotency_key")}) == _frame(1)
+    # every frame carries the clip's key (it joins them to the report): (key, frame_index) tells them apart, as
+    # docs/SERVICE.md tells consumers that drop duplicates
+    pairs = [(b["idempotency_key"], b["frame_index"]) for b in map(json.loads, (m[2] for m in msgs[:2]))]
+    assert len(set(pairs)) == 2 and {k for k, _ in pairs} == {report.idempotency_key}
 
 
 def test_an_error_is_one_message_on_the_errors_topic():
@@ -110,3 +114,54 @@ def test_a_set_abandon_event_gives_the_clip_up_instead_of_retrying_forever():
     with pytest.raises(Abandoned):
         Publisher(lambda: producer, s.kafka, s.service, abandon).publish([("a", None, b"1")], "idem")
     assert len(producer.sent) == 1
+
+
+class _Refusing:
+    """Refuses ``refusals`` sends for good (the record is over the topic's limit), then acknowledges."""
+
+    def __init__(self, refusals: int, exc: Exception) -> None:
+        self.refusals, self.exc, self.sent = refusals, exc, 0
+
+    def send(self, topic: str, key: bytes | None, value: bytes, headers: list) -> object:
+        self.sent += 1
+        self.refusals -= 1
+        if self.refusals >= 0:
+            raise self.exc  # kafka-python checks the size before sending: send itself raises
+        return _Future(False)
+
+
+@pytest.mark.parametrize("exc", ["MessageSizeTooLargeError", "TopicAuthorizationFailedError"])
+def test_a_refusal_for_good_is_raised_at_once_not_retried(exc: str):
+    import kafka.errors
+
+    from stream_iqa.service.publisher import Undeliverable
+
+    s = _settings()
+    failures: list[str] = []
+    producer = _Refusing(1, getattr(kafka.errors, exc)("no"))
+    publisher = Publisher(lambda: producer, s.kafka, s.service, threading.Event(), on_failure=failures.append)
+    with pytest.raises(Undeliverable, match=f"reports refused the record: {exc}") as err:
+        publisher.publish([("reports", None, b"1")], "idem")
+    assert err.value.topic == "reports" and producer.sent == 1 and failures == ["refused"]
+    assert publisher.failing_s() == 0.0  # nothing is failing once the call returned
+
+
+def test_the_last_answer_is_retried_through_refusals_and_how_long_it_fails_is_seen():
+    import kafka.errors
+
+    s = _settings()
+    producer = _Refusing(3, kafka.errors.TopicAuthorizationFailedError("errors"))
+    failures: list[str] = []
+    publisher = Publisher(lambda: producer, s.kafka, s.service, threading.Event(), on_failure=failures.append)
+    seen: list[float] = []
+    real_send = producer.send
+
+    def send(*args: object, **kw: object) -> object:
+        seen.append(publisher.failing_s())
+        return real_send(*args, **kw)
+
+    producer.send = send  # type: ignore[method-assign]
+    publisher.publish([("errors", None, b"1")], "idem", retry_refusals=True)
+    assert producer.sent == 4 and failures == ["refused"] * 3
+    assert seen[0] == 0.0 and all(b > a > 0 for a, b in zip(seen[1:], seen[2:]))  # failing since the first refusal
+    assert publisher.failing_s() == 0.0

@@ -41,7 +41,7 @@ from stream_iqa.model.scorer import Scorer
 from stream_iqa.service.jobs import clip_id_hint, headers_of, input_policy, parse_job
 from stream_iqa.service.metrics import HealthServer, Heartbeat, ServiceMetrics
 from stream_iqa.service.offsets import OffsetTracker
-from stream_iqa.service.publisher import Message, Publisher, error_messages, report_messages
+from stream_iqa.service.publisher import Message, Publisher, Undeliverable, error_messages, report_messages
 from stream_iqa.settings import Settings
 from stream_iqa.video.errors import ClipTimeoutError, InputError, InvalidMessageError
 
@@ -123,7 +123,8 @@ class Service:
         self.metrics = ServiceMetrics()
         self._stop = threading.Event()  # stop taking work, drain
         self._abandon = threading.Event()  # give up in-flight publishing (deadline passed / second signal)
-        self._publisher = Publisher(lambda: self._producer, settings.kafka, settings.service, self._abandon)
+        self._publisher = Publisher(lambda: self._producer, settings.kafka, settings.service, self._abandon,
+                                    on_failure=lambda kind: self.metrics.publish_failures.labels(kind).inc())
         self._wake = threading.Event()  # a clip finished: the loop should commit and start the next at once
         self._heartbeat = Heartbeat(stale_s=max(30.0, settings.kafka.request_timeout_ms / 1000 * 2))
         self._ready = False
@@ -321,6 +322,16 @@ class Service:
             outcome = Outcome(source=error.source, error=error)
             self._running[tp] = self._start(_Clip(record, clip.deadline),
                                             lambda c, o=outcome: self._answer(o, [], c.record, time.monotonic()))
+        # a clip of a partition revoked meanwhile: nothing to answer (its new owner redelivers it), but stuck it held
+        # a max_in_flight slot for ever, uncounted
+        for clip in [c for c in self._detached if not c.future.done() and now - c.started >= limit]:
+            record = clip.record
+            log.error("detached clip thread stuck past its deadline; leaving it", topic=record.topic,
+                      partition=record.partition, offset=record.offset)
+            self._detached.remove(clip)
+            self.metrics.in_flight.dec()
+            if clip.thread is not None:
+                self._stuck.append(clip.thread)
 
     def clip_threads_alive(self) -> bool:
         """Whether a clip thread still runs (after ``run()`` returned: stuck in native code past the deadline)."""
@@ -328,8 +339,11 @@ class Service:
             or any(t.is_alive() for t in self._stuck)
 
     def _alive(self) -> bool:
-        """Liveness: the loop turns, and not more clip threads are stuck than clips may run at once."""
-        return self._heartbeat.alive() and len(self._stuck) <= self.settings.service.max_in_flight
+        """Liveness: the loop turns, not more clip threads are stuck than clips may run at once, and no output has
+        been failing to publish for longer than a clip may take (an errors topic the worker may not write, a topic
+        that does not exist): a restart will not mend those, but a restarting pod is seen where a silent one is not."""
+        return (self._heartbeat.alive() and len(self._stuck) <= self.settings.service.max_in_flight
+                and self._publisher.failing_s() <= self.settings.service.clip_timeout_s)
 
     def _commit(self, only: list[Any] | None = None, timeout_ms: int | None = None) -> None:
         from kafka.structs import OffsetAndMetadata
@@ -369,9 +383,11 @@ class Service:
         except Exception:  # noqa: BLE001
             connected = False
         joined = self._unjoined_since is None
-        ready = bool(connected) and joined and not self._stop.is_set()
+        # an output retried for longer than one delivery timeout: the brokers take no output from this worker
+        delivering = self._publisher.failing_s() <= self.settings.kafka.delivery_timeout_s
+        ready = bool(connected) and joined and delivering and not self._stop.is_set()
         if ready != self._ready:
-            log.info("readiness changed", ready=ready, connected=bool(connected), joined=joined)
+            log.info("readiness changed", ready=ready, connected=bool(connected), joined=joined, delivering=delivering)
         self._ready = ready
         self.metrics.ready.set(1 if ready else 0)
 
@@ -407,11 +423,15 @@ class Service:
             if high is None:
                 continue
             done = self._tracker.committed_offset(tp)  # what this worker committed (KEDA's notion of lag)
-            if done is None:
+            if done is None:  # nothing committed here yet: the first record not answered, fetched or not
                 try:
-                    done = self._consumer.position(tp)
+                    position = self._consumer.position(tp)
                 except Exception:  # noqa: BLE001 - no position yet (the group is still joining)
                     continue
+                in_hand = [r.offset for r in self._backlog.get(tp, ())]
+                if tp in self._running:
+                    in_hand.append(self._running[tp].record.offset)
+                done = min([position, *in_hand])
             self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
 
     # --------------------------------------------------------------------------------------------- one clip
@@ -492,7 +512,19 @@ class Service:
         key = idempotency_key(record.topic, record.partition, record.offset)
         if outcome.error is not None and not messages:
             messages = error_messages(self.settings.kafka, outcome.error, record.key)
-        self._publisher.publish(messages, key)
+        if outcome.report is None:  # an error record is the input's last answer: retried, refusals too
+            self._publisher.publish(messages, key, retry_refusals=True)
+        else:
+            try:
+                self._publisher.publish(messages, key)
+            except Undeliverable as exc:  # over the topic's size limit, no right to write it: answer with an error
+                source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
+                where = f"{record.topic}/{record.partition}@{record.offset}"
+                error = ErrorRecord(clip_id=outcome.report.clip_id, code="internal", source=source,
+                                    idempotency_key=key, message=f"{where}: the report could not be published ({exc})")
+                outcome = Outcome(source=source, error=error)
+                messages = error_messages(self.settings.kafka, error, messages[-1][1])
+                self._publisher.publish(messages, key, retry_refusals=True)
         seconds = time.monotonic() - started
         self.metrics.clip_seconds.observe(seconds)
         if outcome.report is not None:
@@ -642,6 +674,18 @@ class Service:
     def _assigned(self, assigned: list[Any]) -> None:
         self.metrics.rebalances.labels("assigned").inc()
         self._assignment = self._assignment | set(assigned)
+        # kafka-python's rebalance revokes every partition and often hands it straight back: a clip of it still in
+        # hand is taken up again, not started a second time beside itself (the record fetched anew is then
+        # skipped as "already taken", and this clip's offset is committed when it finishes)
+        for tp in assigned:
+            clip = next((c for c in self._detached if not c.future.done()
+                         and (c.record.topic, c.record.partition) == (tp.topic, tp.partition)), None)
+            if clip is not None and tp not in self._running:
+                self._detached.remove(clip)
+                self._tracker.start(tp, clip.record.offset)
+                self._running[tp] = clip
+                log.info("partition back with its clip in hand; carrying on with it", topic=tp.topic,
+                         partition=tp.partition, offset=clip.record.offset)
         self._unjoined_since = None
         log.info("partitions assigned", partitions=[f"{tp.topic}/{tp.partition}" for tp in assigned])
 

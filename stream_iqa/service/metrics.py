@@ -46,6 +46,10 @@ class ServiceMetrics:
         self.join_stalls = Counter(
             "stream_iqa_group_join_stalls", "Group joins not completed within kafka.join_timeout_s; each replaced the "
             "consumer.", registry=r)
+        self.publish_failures = Counter(
+            "stream_iqa_publish_failures", "Failed attempts to publish an output: retried (broker down, timeouts) or "
+            "refused for good (too large, not authorised: the input is answered with an error record instead).",
+            ["kind"], registry=r)
         self.commits = Counter("stream_iqa_offset_commits", "Offset commits, by result.", ["result"], registry=r)
         self.undecodable = Counter(
             "stream_iqa_undecodable_records", "Input records kafka-python could not decode (codec, corrupt batch), "
