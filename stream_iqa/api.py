@@ -90,7 +90,7 @@ class Analyzer:
     def score_images(self, images: ImageInput | Iterable[ImageInput]) -> list[ImageScore]:
         """Each image (files, folders expanded in sorted order, or RGB uint8 arrays) → its quality, flag
         probabilities and flags, in input order. An unreadable file keeps its place with ``error`` set."""
-        return list(score_each(self.pipeline.scorer, images))
+        return list(score_each(self.pipeline.scorer, images, self.settings.video.max_image_pixels))
 
 
 def create_analyzer(settings: Settings | None = None, *, config: str | Path | None = None,

@@ -87,7 +87,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     scorer = load_scorer(settings)
     failed = 0
     rows = []
-    for record in score_each(scorer, args.paths):
+    for record in score_each(scorer, args.paths, settings.video.max_image_pixels):
         failed += record.error is not None
         if args.json:
             print(record.model_dump_json(exclude_none=True), flush=True)

@@ -7,6 +7,7 @@ Importing this module does not import torch; the torch helpers import it when ca
 from __future__ import annotations
 
 import functools
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,15 +19,41 @@ if TYPE_CHECKING:
     import torch
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as uint8 RGB HxWx3; ValueError when OpenCV cannot decode it."""
+def read_rgb(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """An image file as uint8 RGB HxWx3; ValueError when OpenCV cannot decode it, or when its header declares more
+    than ``max_pixels`` (width × height): checked before decoding, which for a PNG of zeros is ~1 kB of file per
+    megapixel of memory."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    if max_pixels is not None:
+        declared = declared_pixels(path)
+        if declared is not None and declared[0] > max_pixels:
+            raise ValueError(f"image {path} is {declared[1]}, more than max_pixels={max_pixels} "
+                             "(video.max_image_pixels)")
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"cannot decode image {path}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def declared_pixels(path: str | Path) -> tuple[int, str] | None:
+    """How many pixels the file's header declares, and the size as text ("20000x20000"): Pillow's ``open`` reads no
+    pixel data. None where Pillow does not know the format or the header is damaged (OpenCV then decides). Beyond
+    Pillow's own decompression-bomb bound (~179 M pixels) it does not give the size, only that it is over that."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides, not Pillow's
+            with Image.open(path) as im:
+                width, height = im.size
+                return width * height, f"{width}x{height}"
+    except Image.DecompressionBombError:
+        bound = 2 * int(Image.MAX_IMAGE_PIXELS or 0)
+        return bound + 1, f"over {bound} pixels"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
 
 
 def to_array(img: np.ndarray) -> np.ndarray:

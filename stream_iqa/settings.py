@@ -202,6 +202,10 @@ class VideoSettings(BaseModel):
     max_duration_s: float = Field(3600.0, gt=0, description="Longest clip accepted (seconds).")
     max_pixels: int = Field(3840 * 2160, gt=0, description="Largest frame accepted (width × height).")
     max_bytes: int = Field(2 * 1024**3, gt=0, description="Largest file or payload accepted (bytes).")
+    max_image_pixels: int = Field(
+        100_000_000, gt=0, description="Largest still image `score` and `score_images` accept (width × height), "
+        "read from the file's header before any pixel is decoded: a 1 MB PNG can declare 400 M pixels, which took "
+        "9.5 GB and 34 s to score. 100 M covers 50-megapixel phone photos twice over (~24 bytes per pixel at peak).")
     allow_urls: bool = Field(
         False, description="Accept http(s) URLs (fetched by stream-iqa, never by FFmpeg: every redirect is vetted, "
         "with connect/read timeouts and the byte limit); off by default (SSRF, cost)."

@@ -98,6 +98,41 @@ def test_a_folder_without_images_is_an_error_in_its_place_not_silence(analyzer, 
     assert json.loads(capsys.readouterr().out)["error"].startswith("no images (.bmp, .jpeg")
 
 
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares width x height, with one row of pixel data: a decompression bomb's header. Our
+    check must refuse it from the header alone (a real one, 1.1 MB of zeros at 20000x20000, took 9.5 GB to score)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(bytes(1 + 3 * width))) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("width, height, said", [(12000, 10000, "12000x10000"),
+                                                 (30000, 30000, "over 178956970 pixels")])
+def test_an_image_declaring_too_many_pixels_is_refused_before_decoding(analyzer, tmp_path, capsys, width, height,
+                                                                       said):
+    bomb = _png_declaring(tmp_path / "bomb.png", width, height)
+    (record,) = analyzer.score_images(bomb)
+    assert record.quality is None and f"is {said}, more than max_pixels=100000000 (video.max_image_pixels)" in \
+        record.error
+    assert main(["score", "--json", "--depth", "prior", str(bomb)]) == 3
+    assert "video.max_image_pixels" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_the_image_pixel_limit_is_a_setting(photos, tmp_path):
+    small = stream_iqa.create_analyzer(video={"max_image_pixels": 1000}, **CPU)
+    path = tmp_path / "a.png"
+    cv2.imwrite(str(path), np.full((40, 30, 3), 128, np.uint8))
+    assert "is 30x40, more than max_pixels=1000" in small.score_images(path)[0].error
+    assert small.score_images(np.full((40, 30, 3), 128, np.uint8))[0].quality is not None  # arrays are the caller's
+
+
 def test_a_file_uri_is_percent_decoded_as_the_kafka_jobs_read_it(analyzer, clip, tmp_path):
     # file:///.../a%20b.mp4 names "a b.mp4" (RFC 8089), as in a job message; the API once looked for "a%20b.mp4"
     spaced = tmp_path / "a b#1.mp4"

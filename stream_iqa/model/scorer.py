@@ -232,9 +232,11 @@ def expand_paths(paths: Iterable[str | Path]) -> Iterator[Path]:
 ImageInput = Union[str, Path, np.ndarray]
 
 
-def score_each(scorer: Scorer, images: ImageInput | Iterable[ImageInput]) -> Iterator[ImageScore]:
+def score_each(scorer: Scorer, images: ImageInput | Iterable[ImageInput],
+               max_pixels: int | None = None) -> Iterator[ImageScore]:
     """One record per image in input order (folders expanded to their images, sorted); an unreadable file keeps its
-    place with ``error`` set, as does a folder with no image in it, and scoring goes on. An array that is not RGB uint8 (H, W, 3) is a caller's mistake:
+    place with ``error`` set, as does a folder with no image in it, or a file whose header declares more than
+    ``max_pixels``, and scoring goes on. An array that is not RGB uint8 (H, W, 3) is a caller's mistake:
     ``ValueError``, as is an empty one (no pixels)."""
     items = [images] if isinstance(images, (str, Path, np.ndarray)) else images
     for item in items:
@@ -252,7 +254,7 @@ def score_each(scorer: Scorer, images: ImageInput | Iterable[ImageInput]) -> Ite
             continue
         for path in paths:
             try:
-                rgb = scorer.frames(read_rgb(path))
+                rgb = scorer.frames(read_rgb(path, max_pixels))
             except (ValueError, OSError) as exc:
                 yield ImageScore(path=str(path), error=str(exc))
                 continue
