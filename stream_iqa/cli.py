@@ -331,6 +331,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         frags = f", fragments (grid, patch {meta['fragments']})" if meta.get("fragments") else ""
         print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB): inputs rgb, depth at "
               f"{meta['input_size']}{frags}; outputs quality, distortions; dynamic batch")
+        _record_export(settings, args.onnx)
         return EXIT_OK
     import tempfile
 
@@ -350,7 +351,16 @@ def cmd_export(args: argparse.Namespace) -> int:
             return EXIT_INPUT
     print(f"wrote {args.onnx} ({args.onnx.stat().st_size / 1e6:.1f} MB): {meta['quantization']}, calibration "
           f"{meta['calibration']}; inputs rgb, depth at {meta['input_size']}; outputs quality, distortions")
+    _record_export(settings, args.onnx)
     return EXIT_OK
+
+
+def _record_export(settings: Settings, graph: Path) -> None:
+    from stream_iqa.nn.checkpoint import meta_path, record_export
+
+    checkpoint = settings.model.checkpoint
+    if checkpoint is not None and record_export(checkpoint, graph):
+        print(f"recorded its hash in {meta_path(checkpoint)} (onnx_sha256)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

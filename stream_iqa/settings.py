@@ -91,6 +91,16 @@ class ModelSettings(BaseModel):
     teacher_crops: int = Field(10, ge=1, description="Random 224² crops for the teacher's official inference.")
     teacher_seed: int = Field(0, description="Seed of the teacher's crop positions (the official code is seeded).")
 
+    @field_validator("checkpoint", "onnx")
+    @classmethod
+    def _not_empty(cls, value: Path | None, info: Any) -> Path | None:
+        """An empty value (an unset variable in a compose or Helm template) reads as the current directory."""
+        if value is not None and str(value) in ("", "."):
+            raise ValueError(f"is empty: set STREAM_IQA_MODEL__{info.field_name.upper()} to a file, or leave it out "
+                             + ("for the shipped student" if info.field_name == "checkpoint" else "to look beside "
+                                "the checkpoint"))
+        return value
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:

@@ -12,12 +12,14 @@ Runtime path and ``import stream_iqa`` can read it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from stream_iqa.fragments import FragmentSpec
+from stream_iqa.nn.checkpoint import CheckpointError
 from stream_iqa.schema import DISTORTION_TYPES
 
 
@@ -121,3 +123,34 @@ class ModelCard:
 
 def _triple(values: Any) -> tuple[float, float, float] | None:
     return (float(values[0]), float(values[1]), float(values[2])) if values else None
+
+
+def checked_thresholds(thresholds: Any, where: str) -> dict[str, float]:
+    """Flag thresholds: a mapping of known flags to probabilities in [0, 1] (NaN would never fire, -1 always)."""
+    if not isinstance(thresholds, dict) or set(thresholds) - set(DISTORTION_TYPES):
+        raise CheckpointError(f"{where}: flag_thresholds must map flags ({', '.join(DISTORTION_TYPES)}) to "
+                              f"probabilities, got {thresholds!r:.200}")
+    bad = {k: v for k, v in thresholds.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0}
+    if bad:
+        raise CheckpointError(f"{where}: flag thresholds must be probabilities in [0, 1], got {bad!r:.200}")
+    return {k: float(v) for k, v in thresholds.items()}
+
+
+def checked_calibration(cal: Any, where: str) -> dict[str, Any]:
+    """Identity, or a piecewise-linear map with at least two finite points, x strictly increasing and y never
+    decreasing (a calibration must keep the order of scores)."""
+    kind = cal.get("kind", "identity") if isinstance(cal, dict) else None
+    if kind == "identity":
+        return cal
+    if kind != "piecewise_linear":
+        raise CheckpointError(f"{where}: unknown calibration {cal!r:.200} (identity or piecewise_linear)")
+    xs, ys = cal.get("x"), cal.get("y")
+    try:
+        xs, ys = [float(v) for v in xs], [float(v) for v in ys]
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{where}: calibration x and y must be lists of numbers") from None
+    if (len(xs) < 2 or len(xs) != len(ys) or not all(map(math.isfinite, xs + ys))
+            or any(b <= a for a, b in zip(xs, xs[1:])) or any(b < a for a, b in zip(ys, ys[1:]))):
+        raise CheckpointError(f"{where}: calibration needs >= 2 finite points, x increasing and y not decreasing")
+    return {**cal, "x": xs, "y": ys}

@@ -94,7 +94,13 @@ class OnnxRuntimeModel:
         if model_settings.name != "dgiqa-lite":
             raise ConfigError(f"the onnxruntime backend runs an exported dgiqa-lite, not {model_settings.name!r}")
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device_type(device) == "cuda" else None
-        return cls(Path(path), providers=providers, threads=model_settings.threads)
+        try:
+            return cls(Path(path), providers=providers, threads=model_settings.threads)
+        except Exception as exc:  # noqa: BLE001 - a damaged graph (protobuf), one without our card, a wrong model
+            raise ConfigError(
+                f"{path} cannot be served as the exported student ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:300]}): set STREAM_IQA_MODEL__ONNX to a graph written by "
+                "`stream-iqa export --onnx PATH`") from None
 
     def set_threads(self, threads: int) -> None:
         self.runner.set_threads(threads)

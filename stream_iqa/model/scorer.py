@@ -22,6 +22,8 @@ from stream_iqa.errors import ConfigError
 from stream_iqa.depth import create_depth_source
 from stream_iqa.depth.base import DepthSource
 from stream_iqa.model.choice import cpu_cores, device_type, resolve_device_name
+from stream_iqa.model.card import checked_calibration, checked_thresholds
+from stream_iqa.nn.checkpoint import CheckpointError
 from stream_iqa.model.served import DISTORTIONS, ServedModel, to_host
 from stream_iqa.schema import ImageScore
 from stream_iqa.settings import Settings
@@ -118,7 +120,17 @@ def load_onnx_model(settings: Settings, device: str = "cpu") -> Any | None:
     cfg = settings.model
     path = cfg.onnx if cfg.onnx is not None else (cfg.checkpoint.with_suffix(".onnx") if cfg.checkpoint else None)
     if cfg.backend == "onnxruntime":
-        return OnnxRuntimeModel.from_settings(cfg, device, path)
+        model = OnnxRuntimeModel.from_settings(cfg, device, path)
+        beside = cfg.checkpoint is not None and cfg.checkpoint.is_file() and path is not None \
+            and path.resolve().parent == cfg.checkpoint.resolve().parent
+        if beside:  # a graph of its own (STREAM_IQA_MODEL__ONNX elsewhere) is the operator's to vouch for
+            from stream_iqa.nn.checkpoint import read_meta
+
+            edited = edited_since_export(read_meta(cfg.checkpoint), path)
+            if edited:
+                raise ConfigError(f"{edited}: export it again (`stream-iqa export --onnx {path}`) or set "
+                                  "STREAM_IQA_MODEL__ONNX to another graph")
+        return model
     if cfg.backend != "auto" or device_type(device) != "cpu" or cfg.precision != "fp32" or cfg.name != "dgiqa-lite":
         return None
     if path is None or not path.is_file() or cfg.checkpoint is None or not cfg.checkpoint.is_file():
@@ -129,16 +141,61 @@ def load_onnx_model(settings: Settings, device: str = "cpu") -> Any | None:
         from stream_iqa.nn.checkpoint import read_meta
 
         model = OnnxRuntimeModel.from_settings(cfg, device, path)
-        weights_hash = read_meta(cfg.checkpoint).get("tensors_sha256")
+        meta = read_meta(cfg.checkpoint)
     except Exception as exc:  # noqa: BLE001 - auto falls back to the always-available PyTorch path
         log.warning("ONNX graph unusable, using PyTorch", onnx=str(path), error=str(exc))
         return None
-    if not model.card.tensors_sha256 or model.card.tensors_sha256 != weights_hash:
-        log.warning("ONNX graph was exported from other weights than the checkpoint; using PyTorch (re-export with "
-                    "`stream-iqa export --onnx PATH`)", onnx=str(path), checkpoint=str(cfg.checkpoint),
-                    setting="STREAM_IQA_MODEL__ONNX")
+    # a broken card is the checkpoint's fault, not the graph's: refused here too, not served from the graph
+    where = f"{cfg.checkpoint.with_suffix('.json').name} (beside {cfg.checkpoint.name})"
+    checked_thresholds(meta.get("flag_thresholds", {}), where)
+    checked_calibration(meta.get("calibration", {"kind": "identity"}), where)
+    if not meta.get("tensors_sha256"):
+        raise CheckpointError(f"{where} records no tensors_sha256, so its tensors cannot be checked")
+    stale = graph_differs(model, meta, path)
+    if stale:
+        log.warning(f"ONNX graph {stale}; using PyTorch (re-export with `stream-iqa export --onnx PATH`)",
+                    onnx=str(path), checkpoint=str(cfg.checkpoint), setting="STREAM_IQA_MODEL__ONNX")
         return None
     return model
+
+
+def graph_differs(model: Any, meta: dict[str, Any], path: Path) -> str:
+    """How the graph at ``path`` is not the checkpoint whose metadata is ``meta`` ('' when it is): exported from
+    other weights (the weights hash its card records), edited since the export (the file hash the checkpoint
+    records, ``onnx_sha256``, where it records one), or scoring with other thresholds or another calibration (a
+    checkpoint whose thresholds were fitted again without a new export)."""
+    if not model.card.tensors_sha256 or model.card.tensors_sha256 != meta.get("tensors_sha256"):
+        return "was exported from other weights than the checkpoint"
+    edited = edited_since_export(meta, path)
+    if edited:
+        return edited
+    arch = meta.get("arch") if isinstance(meta.get("arch"), dict) else {}
+    card = model.card
+    graph_arch = ([*card.input_size] if card.input_size else None,
+                  [card.fragments.grid, card.fragments.patch] if card.fragments else [])
+    if (list(arch.get("input_size") or []) or None, list(arch.get("fragments") or [])) != graph_arch:
+        return (f"takes input_size {graph_arch[0]} and fragments {graph_arch[1]}, the checkpoint's arch "
+                f"{arch.get('input_size')} and {arch.get('fragments')}")
+    thresholds = {k: float(v) for k, v in (meta.get("flag_thresholds") or {}).items()}
+    graph = dict(model.card.flag_thresholds)
+    if any(abs(graph.get(k, -1.0) - v) > 1e-6 for k, v in thresholds.items()):
+        return f"has flag thresholds {graph}, the checkpoint {thresholds}"
+    kind = (meta.get("calibration") or {}).get("kind", "identity")
+    if model.card.calibration != kind:
+        return f"calibrates scores by {model.card.calibration!r}, the checkpoint by {kind!r}"
+    return ""
+
+
+
+def edited_since_export(meta: dict[str, Any], path: Path) -> str:
+    """'' unless the checkpoint records a hash for a graph of this name (``onnx_sha256``, written by ``stream-iqa
+    export``) and the file's differs: then how."""
+    from stream_iqa.nn.checkpoint import file_sha256  # torch-free, like read_meta
+
+    recorded = (meta.get("onnx_sha256") or {}).get(path.name)
+    if recorded is not None and recorded != file_sha256(path):
+        return f"{path} is not the graph exported from the checkpoint (its SHA-256 differs from onnx_sha256)"
+    return ""
 
 
 def model_threads(settings: Settings, clips_at_once: int = 1) -> int:
@@ -202,7 +259,11 @@ def _load_torch_model(settings: Settings, device_name: str) -> tuple[ServedModel
     if settings.model.name.startswith("dgiqa") and not settings.model.name.startswith("dgiqa-lite"):
         kwargs = {"crops": settings.model.teacher_crops, "seed": settings.model.teacher_seed}
     checkpoint = settings.model.checkpoint
-    if settings.model.name == "dgiqa" and checkpoint is not None and checkpoint.suffix == ".safetensors":
+    if checkpoint is None:  # the registry would build fresh weights: every score and flag would be noise
+        raise ConfigError(
+            f"no checkpoint for model {settings.model.name!r}: set STREAM_IQA_MODEL__CHECKPOINT (or --checkpoint) to "
+            "a trained one (leave it unset for the shipped student); untrained weights are never served")
+    if settings.model.name == "dgiqa" and checkpoint.suffix == ".safetensors":
         raise ConfigError(
             f"model 'dgiqa' needs the official DGIQA .pth, but STREAM_IQA_MODEL__CHECKPOINT is {checkpoint} "
             "(the default student checkpoint)"

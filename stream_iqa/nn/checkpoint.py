@@ -50,12 +50,28 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if not mp.is_file():
         raise FileNotFoundError(f"checkpoint metadata {mp} not found beside {path.name} (it holds the model config)")
     try:
-        meta = json.loads(mp.read_text())
-    except json.JSONDecodeError as exc:
+        meta = json.loads(mp.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"checkpoint metadata {mp} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint metadata {mp} holds a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{mp} has format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
+
+
+def record_export(checkpoint: str | Path, graph: str | Path) -> bool:
+    """Note the SHA-256 of an ONNX graph exported from ``checkpoint`` in its metadata (``onnx_sha256``, by file
+    name), where the graph lies beside it (where ``model.backend: auto`` looks): a graph edited or replaced after
+    the export is then refused. Elsewhere the checkpoint is left alone (it may be a read-only installed copy).
+    True when recorded."""
+    checkpoint, graph = Path(checkpoint), Path(graph)
+    if graph.resolve().parent != checkpoint.resolve().parent:
+        return False
+    meta = read_meta(checkpoint)
+    meta["onnx_sha256"] = {**(meta.get("onnx_sha256") or {}), graph.name: file_sha256(graph)}
+    meta_path(checkpoint).write_text(json.dumps(meta, indent=2, sort_keys=False) + "\n")
+    return True
 
 
 def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

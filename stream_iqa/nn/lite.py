@@ -34,9 +34,9 @@ from torch import nn
 
 from stream_iqa import __version__
 from stream_iqa.images import resize_frames_and_depth
-from stream_iqa.model.card import ModelCard
+from stream_iqa.model.card import ModelCard, checked_calibration, checked_thresholds
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
-from stream_iqa.nn.checkpoint import CheckpointError, load_checkpoint
+from stream_iqa.nn.checkpoint import CheckpointError, layout_problems, load_checkpoint
 from stream_iqa.nn.efficientnet_lite import load_imagenet_weights, supported_trunks
 from stream_iqa.nn.fragments import FragmentSpec, gather_fragments
 from stream_iqa.nn.registry import register_model
@@ -399,18 +399,40 @@ def _interp(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor
     return y0 + t.clamp(0, 1) * (y1 - y0)
 
 
+#: the largest whole view and fragment canvas a checkpoint may ask for: far above any trained layout (192², 336²),
+#: far below what one frame's preprocessing may allocate (an edited input_size of 4096² asked for 870 MB per frame)
+MAX_VIEW_SIDE = 1024
+
+
 def lite_from_checkpoint(path: Path) -> tuple[DGIQALite, dict[str, Any]]:
+    """The trained student exactly as saved. Everything in the metadata that the tensors' hash does not cover (the
+    architecture, thresholds, calibration) is checked here, so that an edited or damaged ``model.json`` is one
+    ``CheckpointError`` naming the file, not a traceback from deep in the model, or a silent change of what it
+    scores."""
     tensors, meta = load_checkpoint(path)
     if meta.get("model") != "dgiqa-lite":
         raise CheckpointError(f"{path} holds a {meta.get('model')!r} model, not dgiqa-lite")
-    model = DGIQALite(LiteConfig.from_dict(meta["arch"]), pretrained_trunk=False)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not fit the dgiqa-lite config in its metadata: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    model.calibration = meta.get("calibration", {"kind": "identity"})
-    model.flag_thresholds.update(meta.get("flag_thresholds", {}))
+    where = f"{path.with_suffix('.json').name} (beside {path.name})"
+    if not meta.get("tensors_sha256"):
+        raise CheckpointError(f"{where} records no tensors_sha256, so its tensors cannot be checked; re-save the "
+                              "checkpoint (stream_iqa.nn.checkpoint.save_checkpoint writes it)")
+    try:
+        config = LiteConfig.from_dict(meta["arch"])
+        canvas = [config.fragments[0] * config.fragments[1]] if config.fragments else []  # grid × patch
+        sizes = [*config.input_size, *canvas]
+        if any(not isinstance(v, int) or not 0 < v <= MAX_VIEW_SIDE for v in sizes):
+            raise ValueError(f"input_size {config.input_size} / fragments {config.fragments} outside "
+                             f"1..{MAX_VIEW_SIDE} px")
+        model = DGIQALite(config, pretrained_trunk=False)
+    except Exception as exc:  # noqa: BLE001 - whatever an edited config breaks: KeyError, AssertionError, timm's …
+        raise CheckpointError(f"{where}: its arch does not build a dgiqa-lite ({type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:300]})") from None
+    problems = layout_problems(model.state_dict(), tensors)
+    if problems:
+        raise CheckpointError(f"{path} does not fit the dgiqa-lite config in its metadata: {problems}")
+    model.load_state_dict(tensors, strict=True)
+    model.calibration = checked_calibration(meta.get("calibration", {"kind": "identity"}), where)
+    model.flag_thresholds.update(checked_thresholds(meta.get("flag_thresholds", {}), where))
     model.version = str(meta.get("version", model.version))
     model.meta = meta
     return model.eval(), meta
