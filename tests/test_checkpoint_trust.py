@@ -175,3 +175,11 @@ def test_an_export_records_its_hash_only_beside_its_checkpoint(copy: Path, tmp_p
     assert recorded == {"model.onnx": file_sha256(copy.with_suffix(".onnx")), "int8.onnx": file_sha256(graph)}
     scores = _analyzer(copy).score_images(np.full((48, 64, 3), 128, np.uint8))  # the card still loads
     assert scores[0].quality is not None
+
+
+def test_a_checkpoint_path_may_be_a_string():
+    """`stream-iqa report --checkpoint` passes one: the new card checks called Path methods on it."""
+    from stream_iqa.nn.lite import lite_from_checkpoint
+
+    model, meta = lite_from_checkpoint(str(DEFAULT_CHECKPOINT))
+    assert meta["tensors_sha256"] and model.flag_thresholds["flare"] == meta["flag_thresholds"]["flare"]

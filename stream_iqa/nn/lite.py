@@ -404,11 +404,12 @@ def _interp(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor
 MAX_VIEW_SIDE = 1024
 
 
-def lite_from_checkpoint(path: Path) -> tuple[DGIQALite, dict[str, Any]]:
+def lite_from_checkpoint(path: str | Path) -> tuple[DGIQALite, dict[str, Any]]:
     """The trained student exactly as saved. Everything in the metadata that the tensors' hash does not cover (the
     architecture, thresholds, calibration) is checked here, so that an edited or damaged ``model.json`` is one
     ``CheckpointError`` naming the file, not a traceback from deep in the model, or a silent change of what it
     scores."""
+    path = Path(path)
     tensors, meta = load_checkpoint(path)
     if meta.get("model") != "dgiqa-lite":
         raise CheckpointError(f"{path} holds a {meta.get('model')!r} model, not dgiqa-lite")
