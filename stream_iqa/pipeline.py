@@ -150,7 +150,7 @@ class Pipeline:
             if batch:
                 records += self._score(batch, depth_state, on_frame, timings)
             info, decoded_s = clip.info, clip.decoded_duration_s
-            jumps = clip.timestamp_discontinuities
+            jumps, damaged = clip.timestamp_discontinuities, clip.damaged_packets
         if not records:
             raise video_error("undecodable_video", name or clip_id, "no frame could be decoded")
         # undeclared (a live stream, a header with no or a nonsense length): what decoding delivered, else the last
@@ -167,7 +167,7 @@ class Pipeline:
                         decoded_s=round(decoded_s, 3))
         report = report.model_copy(update={"integrity": Integrity(
             truncated=truncated, declared_duration_s=declared, decoded_duration_s=round(decoded_s, 3),
-            timestamp_discontinuities=jumps)})
+            timestamp_discontinuities=jumps, damaged_packets=damaged)})
         return ClipAnalysis(report=report, frames=records, timings=timings)
 
     def _inputs(self, frames: np.ndarray, fragments: np.ndarray | None) -> tuple[Any, Any]:

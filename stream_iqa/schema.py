@@ -109,12 +109,15 @@ class Integrity(_Contract):
     short of ``declared_duration_s`` by more than ``max(0.5 s, two frame intervals)``.
     ``timestamp_discontinuities`` (added field) counts pts jumps (backwards, as where concatenated MPEG-TS segments
     restart their clock, or far forward) that frame times were carried across: ``t`` stays monotonic, one frame
-    interval past the frame before the jump."""
+    interval past the frame before the jump. ``damaged_packets`` (added field) counts packets the decoder rejected as
+    invalid data and skipped (a damaged key frame, the partial last packet of a cut-off upload): the rest of the clip
+    is analysed, where it used to be refused whole."""
 
     truncated: bool
     declared_duration_s: float | None = Field(None, ge=0.0)
     decoded_duration_s: float = Field(ge=0.0)
     timestamp_discontinuities: int = Field(0, ge=0)
+    damaged_packets: int = Field(0, ge=0)
 
 
 class ClipReport(_Contract):

@@ -283,3 +283,53 @@ def test_a_negative_declared_duration_is_measured_by_decoding(tmp_path: Path, an
     report = analyzer.analyze(path)
     assert report.frames_analyzed == 4 and report.duration_s == pytest.approx(2.0, abs=0.11)
     assert report.integrity is not None and report.integrity.declared_duration_s is None
+
+
+def _faststart(path: Path, n: int, fps: int = 25) -> Path:
+    """``n`` frames of mp4 with its index first (as uploads are written), a key frame every 25, no B-frames."""
+    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
+        video = out.add_stream("libx264", rate=fps, options={"g": "25", "bf": "0", "preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
+        for i in range(n):
+            frame = _frame(i)
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+@pytest.mark.parametrize("sampling", ["every_n", "keyframes"])
+def test_an_upload_cut_off_mid_packet_is_a_truncated_report(tmp_path: Path, threads: int, sampling: str) -> None:
+    """The partial last packet is invalid data to the decoder: with one decoder thread, or key frames only, the
+    whole clip was refused as undecodable_video and its decoded first half thrown away."""
+    data = _faststart(tmp_path / "full.mp4", 100).read_bytes()  # 4 s
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    settings = VideoSettings(sampling=sampling, every_n=10, threads=threads)
+    with open_video(cut, settings) as clip:
+        frames = list(clip.frames())
+        assert frames and frames[0].t == 0.0 and clip.info.duration_s == pytest.approx(4.0)
+        assert clip.decoded_duration_s < 2.5 and clip.damaged_packets <= 1
+
+
+def test_a_damaged_first_key_frame_loses_its_gop_not_the_clip(tmp_path: Path, analyzer) -> None:
+    """FFmpeg skips the packet it cannot decode and goes on at the next key frame; the clip was undecodable_video.
+    The frames that survive keep their own times (the clip still starts at the damaged frame's)."""
+    path = tmp_path / "ok.mp4"
+    _write_pts(path, list(range(50)), 25, "mp4")  # 2 s, a key frame every 5
+    with av.open(str(path)) as probe:
+        first = next(p for p in probe.demux(video=0) if p.size)
+        pos, size = first.pos, first.size
+    data = bytearray(path.read_bytes())
+    data[pos + 8 : pos + size] = np.random.default_rng(0).integers(0, 256, size - 8, dtype=np.uint8).tobytes()
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    report = analyzer.analyze(damaged)
+    assert report.frames_analyzed >= 3 and report.integrity is not None
+    assert report.integrity.damaged_packets == 1 and report.integrity.truncated is False
+    with open_video(damaged, VideoSettings(sampling="every_n", every_n=1)) as clip:
+        ts = [f.t for f in clip.frames()]
+    assert len(ts) < 50 and ts[0] >= 0.19 and _increasing(ts)  # the first GOP (0.2 s) is lost, not re-timed

@@ -235,6 +235,7 @@ class PyAVClip:
         # key frames lie a GOP apart, however long: only a backward jump is a discontinuity there
         gap = math.inf if settings.sampling == "keyframes" else MAX_PTS_GAP_S
         self._timeline = _Timeline(self._stream.time_base, step, gap, self.label)
+        self.damaged_packets = 0
 
     def close(self) -> None:
         self._container.close()
@@ -298,7 +299,7 @@ class PyAVClip:
                 span.add(packet.pts, packet.duration or 0)
             if keyframes_only and packet.pts is not None:
                 bisect.insort(packet_pts, packet.pts)
-            for frame in packet.decode():
+            for frame in self._decoded(packet):
                 t = timeline.at(frame.pts)
                 if t > s.max_duration_s:
                     raise TooLongError(
@@ -326,6 +327,24 @@ class PyAVClip:
             _raise_refusal(self._source)
             raise UndecodableVideoError(self.label, "no decodable video frames")
         self._settle()
+
+    def _decoded(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """The packet's frames; none for a packet the decoder rejects as invalid data, which is skipped and counted,
+        as FFmpeg's own tools go on past it. One damaged key frame, or the partial last packet of a cut-off upload
+        (with single-threaded decoding), used to refuse the whole clip as undecodable."""
+        try:
+            return packet.decode()
+        except av.error.InvalidDataError as exc:
+            self.damaged_packets += 1
+            # a lost first key frame: the clip still starts where the stream does, not at the first frame decoded
+            # (the stream's start time, not the packet's pts: with an edit list they differ by the decoder delay)
+            start = self._stream.start_time if self._stream.start_time is not None else packet.pts
+            if start is not None:
+                self._timeline.starts_at(start)
+            if self.damaged_packets <= _LOGGED_JUMPS:
+                log.warning("video packet rejected by the decoder; skipped", clip=self.label, pts=packet.pts,
+                            error=_cause(exc), damaged_packets=self.damaged_packets)
+            return []
 
     def _settle(self) -> None:
         """Decoding reached the end of the stream: where the declared duration cannot be the video's (pts that
@@ -365,6 +384,11 @@ class _Timeline:
     def end(self) -> float:
         """The end of the last frame on the timeline (0 before any)."""
         return 0.0 if self._last is None else self._last + self._gap()
+
+    def starts_at(self, pts: int) -> None:
+        """Put time 0 at ``pts`` if no frame has been placed yet (the first frames could not be decoded)."""
+        if self._origin is None and self._last is None:
+            self._origin = pts
 
     def at(self, pts: int | None) -> float:
         if pts is None or self.time_base is None:

@@ -42,6 +42,7 @@ class DecordClip:
         self._short_side = short_side if size is None else None
         #: decord's frame index comes from the container's own tables, so only frames actually read count here
         self.decoded_duration_s = 0.0
+        self.damaged_packets = 0  # decord decodes whole or refuses
         self.timestamp_discontinuities = 0  # decord's own timestamps; it refuses a file whose pts restart
         # the probe opens the file under video.allowed_formats, so decord (whose FFmpeg has no allow-list) only
         # ever sees a container of an accepted format

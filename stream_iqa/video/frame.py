@@ -55,6 +55,8 @@ class VideoClip(Protocol):
     decoded_duration_s: float
     #: pts jumps the frame times were carried across (``integrity.timestamp_discontinuities``)
     timestamp_discontinuities: int
+    #: packets the decoder rejected and skipped (``integrity.damaged_packets``)
+    damaged_packets: int
 
     def frames(self) -> Iterator[SampledFrame]: ...
 
