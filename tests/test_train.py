@@ -173,6 +173,29 @@ def test_highly_rated_mos_photos_become_negatives_and_only_labelled_ones_are_dra
     assert len(BatchSampler(data, TrainConfig(batch_size=8), np.random.default_rng(0)).mos_idx) == 6
     with pytest.raises(ValueError, match="mos_share"):
         TrainConfig(mos_share=0.0, mos_negatives={"flare": 70.0})
+    with pytest.raises(ValueError, match="mos_negatives_min_luma"):
+        TrainConfig(mos_share=0.1, mos_negatives={"flare": 70.0}, mos_negatives_min_luma=1.0)
+
+
+def test_night_scenes_people_liked_do_not_become_flare_negatives():
+    """A lamp-lit night street rated 90 looks like the real flare photos: under the daylight bar it stays unknown."""
+    from stream_iqa.train.trainer import median_luma, mos_label_negatives
+
+    data = _fake_set([f"clive/{i}.bmp" for i in range(4)] + ["natural/a.png#0"], [0.0] * 5)
+    data.rgb = np.zeros((5, 8, 8, 3), np.uint8)
+    data.rgb[0] = 200                 # daylight
+    data.rgb[1] = 20                  # night ...
+    data.rgb[1, :2, :2] = 255         # ... with a lamp: the median stays dark
+    data.rgb[2, :, :5] = 255          # more than half the frame bright: median luma 1
+    data.rgb[3] = 200
+    data.mos[:4] = [90.0, 90.0, 80.0, 40.0]
+    data.flags[:4] = -1.0
+    data.group[:4] = -1
+    assert median_luma(data.rgb[:2]).round(3).tolist() == [0.784, 0.078]
+    assert mos_label_negatives(data, {"flare": 70.0}, min_luma=0.3) == {"flare": 2}
+    assert data.flags[:4, 2].tolist() == [0, -1, 0, -1]  # the night photo and the poorly rated one stay unknown
+    data.flags[:4] = -1.0
+    assert mos_label_negatives(data, {"flare": 70.0}) == {"flare": 3}  # no bar: the night photo too
     with pytest.raises(ValueError, match="not flags"):
         TrainConfig(mos_share=0.1, mos_negatives={"glare": 70.0})
 

@@ -119,6 +119,11 @@ class TrainConfig:
     # pristine photos it never saw at 0.76–0.88. Unlike ``pseudo_negatives`` no model judges; a photo with a flare that
     # people forgave would be a wrong negative, so the bar should sit high. Needs ``mos_share`` > 0 to be drawn.
     mos_negatives: dict[str, float] = field(default_factory=dict)
+    # ... and only where the photo is daylight: its median luma (Rec. 601, 0-1) at least this. The real flare
+    # photos are all night streets with lamps, and rated photos include lamp-lit night scenes people liked: as flare
+    # negatives they taught the flag to ignore what the real flare photos show (runs v2i, v2l). The false alarms
+    # that need negatives are daylight (white skies, sunlit walls, reflective stripes). 0: no bar.
+    mos_negatives_min_luma: float = 0.0
     # Real labelled photos of ``real/``'s *train* split (LOL low/normal light, real haze, real night light effects)
     # as flag items beside the synthesis, each drawn ``real_repeat`` times as often as one synthetic group. The dev
     # split is never read here: it is where the flags are judged.
@@ -158,6 +163,8 @@ class TrainConfig:
             raise ValueError(f"threshold_holdout must be in [0, 1), got {self.threshold_holdout}")
         if self.train_only and not self.init_from:
             raise ValueError("train_only needs init_from (a trained checkpoint to keep the rest of)")
+        if not 0.0 <= self.mos_negatives_min_luma < 1.0:
+            raise ValueError(f"mos_negatives_min_luma must be in [0, 1), got {self.mos_negatives_min_luma}")
         if self.mos_negatives and self.mos_share <= 0:
             raise ValueError("mos_negatives needs mos_share > 0 (otherwise no MOS photo is ever drawn)")
         if self.pseudo_negatives and not self.init_from:
@@ -462,13 +469,24 @@ def pseudo_label_negatives(model: DGIQALite, data: ArraySet, below: dict[str, fl
     return counts
 
 
-def mos_label_negatives(data: ArraySet, at_or_above: dict[str, float]) -> dict[str, int]:
+def median_luma(rgb: np.ndarray) -> np.ndarray:
+    """Each image's median Rec. 601 luma in [0, 1], for (N,H,W,3) uint8 RGB."""
+    y = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    return np.median(y.reshape(len(rgb), -1), axis=1) / 255.0
+
+
+def mos_label_negatives(data: ArraySet, at_or_above: dict[str, float], min_luma: float = 0.0) -> dict[str, int]:
     """Mark MOS items rated at or above ``at_or_above[flag]`` as negatives of that flag; in place, returns how many
-    per flag. Items whose flag is already known keep it."""
+    per flag. Items whose flag is already known keep it, and so do items whose median luma is below ``min_luma``
+    (night scenes: see ``TrainConfig.mos_negatives_min_luma``)."""
     counts = {}
+    bright = np.ones(len(data), bool)
+    if min_luma > 0:  # only the rated items: the set's synthetic images would cost gigabytes of luma
+        rated = np.flatnonzero(np.isfinite(data.mos))
+        bright[rated] = [median_luma(data.rgb[i:i + 1])[0] >= min_luma for i in rated]
     for kind, limit in at_or_above.items():
         j = DISTORTIONS.index(kind)
-        take = np.flatnonzero((data.mos >= limit) & (data.flags[:, j] < 0))
+        take = np.flatnonzero((data.mos >= limit) & (data.flags[:, j] < 0) & bright)
         data.flags[take, j] = 0.0
         counts[kind] = int(len(take))
     return counts
@@ -505,7 +523,8 @@ def train(cfg: TrainConfig, settings: Settings, out: Path, run_dir: Path, resume
     pseudo = pseudo_label_negatives(model, data.train, cfg.pseudo_negatives) if cfg.pseudo_negatives else {}
     if pseudo:
         log.info("pseudo negatives", **pseudo)
-    by_mos = mos_label_negatives(data.train, cfg.mos_negatives) if cfg.mos_negatives else {}
+    by_mos = (mos_label_negatives(data.train, cfg.mos_negatives, cfg.mos_negatives_min_luma)
+              if cfg.mos_negatives else {})
     if by_mos:
         log.info("MOS negatives", **by_mos)
     log.info("data ready", train=len(data.train), val_synthetic=len(data.val_synthetic),
