@@ -244,7 +244,9 @@ class VideoSettings(BaseModel):
     read_timeout_s: float = Field(30.0, gt=0, description="URL inputs: longest silence while reading a response.")
     threads: int = Field(0, ge=0, description="Decoder threads; 0 lets FFmpeg/decord choose.")
     backend: Literal["pyav", "decord"] = Field(
-        "pyav", description="'decord' reads local files only; URLs and bytes always use PyAV."
+        "pyav", description="'decord' reads local files only; URLs and bytes always use PyAV, and so do files decord "
+        "would misread (several video streams, pts that restart or start before zero, key-frame sampling, a file it "
+        "cannot index), with a log line saying why."
     )
 
 

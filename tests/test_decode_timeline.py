@@ -333,3 +333,83 @@ def test_a_damaged_first_key_frame_loses_its_gop_not_the_clip(tmp_path: Path, an
     with open_video(damaged, VideoSettings(sampling="every_n", every_n=1)) as clip:
         ts = [f.t for f in clip.frames()]
     assert len(ts) < 50 and ts[0] >= 0.19 and _increasing(ts)  # the first GOP (0.2 s) is lost, not re-timed
+
+
+def _both(path: Path, **settings: object) -> dict[str, tuple]:
+    """What each backend makes of ``path``: frame times, indices, the clip's duration, its decoded extent."""
+    out = {}
+    for backend in ("pyav", "decord"):
+        with open_video(path, VideoSettings(backend=backend, **settings)) as clip:
+            frames = list(clip.frames())
+            out[backend] = ([round(f.t, 3) for f in frames], [f.index for f in frames],
+                            round(clip.info.duration_s or 0.0, 2), round(clip.decoded_duration_s, 2), type(clip).__name__)
+    return out
+
+
+def _long_gop(path: Path) -> Path:
+    with av.open(str(path), "w") as out:  # 4 s at 25 fps, one key frame (a phone's long GOP)
+        video = out.add_stream("libx264", rate=25, options={"g": "250", "preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
+        for i in range(100):
+            frame = _frame(i)
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    return path
+
+
+CLIPS = {
+    # decord's pts table sorted while its pictures stayed in file order: other frames' times, half the duration
+    "concatenated ts": lambda d: concatenated_ts(d, (10, 0), (10, 0)),
+    # decord timed the mp4 edit list's hidden pre-roll frames and showed one picture twice
+    "edit-list pre-roll": lambda d: write_video(d / "preroll.mp4", 20, first=-5),
+    # a container duration stretched by a longer audio track, which PyAV brings down and decord kept
+    "flv, longer audio": lambda d: write_video(d / "audio.flv", 20, fmt="flv", audio_s=4.0),
+    # decord reported the last *sampled* frame's end as decoded: sparse sampling read as truncated
+    "long gop": lambda d: _long_gop(d / "gop.mp4"),
+}
+
+
+@pytest.mark.parametrize("sampling", [{"sampling": "every_n", "every_n": 1}, {"sampling": "fps", "fps": 0.5}])
+@pytest.mark.parametrize("name", list(CLIPS))
+def test_decord_reads_these_as_pyav_does_or_hands_them_to_pyav(tmp_path: Path, name: str, sampling: dict) -> None:
+    pytest.importorskip("decord")
+    got = _both(CLIPS[name](tmp_path), **sampling)
+    assert got["decord"][:4] == got["pyav"][:4], got
+
+
+def test_decord_hands_over_what_it_would_misread(tmp_path: Path) -> None:
+    pytest.importorskip("decord")
+    opened = {}
+    for name, make in CLIPS.items():
+        folder = tmp_path / name.replace(" ", "-").replace(",", "")
+        folder.mkdir()
+        opened[name] = _both(make(folder), sampling="every_n", every_n=1)["decord"][4]
+    assert opened == {"concatenated ts": "PyAVClip", "edit-list pre-roll": "PyAVClip", "flv, longer audio": "DecordClip",
+                      "long gop": "DecordClip"}
+    with open_video(CLIPS["long gop"](tmp_path), VideoSettings(backend="decord", sampling="keyframes")) as clip:
+        assert type(clip).__name__ == "PyAVClip"  # decord's key indices are in decode order
+
+
+def test_decord_fits_a_rotated_frame_in_its_displayed_orientation(tmp_path: Path) -> None:
+    """decord rotates before it scales: the short side fitted to the stored 1280x720 squashed a portrait frame."""
+    pytest.importorskip("decord")
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 320, 192, "yuv420p"
+        video.set_display_rotation(90)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.zeros((192, 320, 3), np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    shapes = {}
+    for backend in ("pyav", "decord"):
+        with open_video(path, VideoSettings(backend=backend, sampling="every_n", every_n=1), short_side=96) as clip:
+            shapes[backend] = {f.rgb.shape for f in clip.frames()}
+    assert shapes["decord"] == shapes["pyav"] == {(160, 96, 3)}

@@ -18,6 +18,7 @@ from stream_iqa.settings import VideoSettings
 from .source import InputPolicy, VideoInput, resolve_source
 from stream_iqa.deadline import Deadline
 from stream_iqa.fragments import FragmentSpec
+from stream_iqa.log import get_logger
 
 __all__ = [
     "ClipInfo",
@@ -33,6 +34,8 @@ __all__ = [
     "video_error",
 ]
 
+
+log = get_logger(__name__)
 
 def open_video(
     src: VideoInput,
@@ -57,9 +60,13 @@ def open_video(
     settings = settings or VideoSettings()
     source = resolve_source(src, settings, name, policy)
     if settings.backend == "decord" and source.path is not None and not source.playlists:
-        from .decord_backend import DecordClip
+        from .decord_backend import DecordClip, DecordUnsuitable
 
-        return DecordClip(source, settings, size, short_side, deadline, fragments)
+        try:
+            return DecordClip(source, settings, size, short_side, deadline, fragments)
+        except DecordUnsuitable as exc:  # correct frames and times first: PyAV reads every file faithfully
+            log.info("decord would not read this file faithfully; decoding it with PyAV", clip=source.label,
+                     reason=exc.reason)
     return PyAVClip(source, settings, size, short_side, deadline, fragments)
 
 
