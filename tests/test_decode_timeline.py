@@ -413,3 +413,38 @@ def test_decord_fits_a_rotated_frame_in_its_displayed_orientation(tmp_path: Path
         with open_video(path, VideoSettings(backend=backend, sampling="every_n", every_n=1), short_side=96) as clip:
             shapes[backend] = {f.rgb.shape for f in clip.frames()}
     assert shapes["decord"] == shapes["pyav"] == {(160, 96, 3)}
+
+
+KEYFRAME_CLIPS = {
+    "pts back to an earlier time": lambda d: concatenated_ts(d, (20, 40), (10, 5)),
+    "two segments from pts 0": lambda d: concatenated_ts(d, (30, 0), (30, 0)),
+    "a splice 10 minutes ahead": lambda d: concatenated_ts(d, (10, 0), (10, 6000)),
+    "edit-list pre-roll": lambda d: _preroll(d / "preroll.mp4"),
+}
+
+
+def _preroll(path: Path) -> Path:
+    """30 frames at 25 fps, a key frame every 5, the first 3 before pts 0: an mp4 edit list's hidden pre-roll."""
+    _write_pts(path, list(range(-3, 27)), 25, "mp4")
+    return path
+
+
+@pytest.mark.parametrize("name", list(KEYFRAME_CLIPS))
+def test_key_frame_sampling_places_key_frames_as_decoding_them_all_does(tmp_path: Path, name: str) -> None:
+    """Key-frame sampling decodes key frames only, and took their times and indices from them alone: at a pts
+    restart indices repeated (0, 5, 10, 15, 0, 5) and the clip came out shorter; a splice put a frame at 600 s; an
+    edit list's pre-roll shifted every key frame by its length."""
+    path = KEYFRAME_CLIPS[name](tmp_path)
+    every: dict[str, list] = {}
+    with open_video(path, VideoSettings(sampling="every_n", every_n=1)) as clip:
+        every = {"t": [], "index": []}
+        for f in clip.frames():
+            if f.keyframe:
+                every["t"].append(round(f.t, 3))
+                every["index"].append(f.index)
+        every_duration, every_jumps = clip.info.duration_s, clip.timestamp_discontinuities
+    with open_video(path, VideoSettings(sampling="keyframes")) as clip:
+        frames = list(clip.frames())
+        assert [round(f.t, 3) for f in frames] == every["t"] and [f.index for f in frames] == every["index"]
+        assert clip.info.duration_s == pytest.approx(every_duration, abs=0.011)
+        assert clip.timestamp_discontinuities == every_jumps

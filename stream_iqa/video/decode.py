@@ -7,6 +7,7 @@ optional resize runs inside that same swscale call. Every FFmpeg error is transl
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 from collections.abc import Iterator
 from dataclasses import replace
@@ -236,6 +237,8 @@ class PyAVClip:
         gap = math.inf if settings.sampling == "keyframes" else MAX_PTS_GAP_S
         self._timeline = _Timeline(self._stream.time_base, step, gap, self.label)
         self.damaged_packets = 0
+        #: where key frames sit among all the frames, for key-frame sampling (which decodes key frames only)
+        self._keys: _KeyframeClock | None = None
 
     def close(self) -> None:
         self._container.close()
@@ -245,6 +248,8 @@ class PyAVClip:
         """Seconds of the stream the demuxer delivered (first packet to the end of the last), the measure of a file
         cut short against ``info.duration_s``. Across timestamp discontinuities the packets' pts no longer measure
         anything, so the frame timeline's extent counts instead."""
+        if self._keys is not None and self._keys.jumps:
+            return self._keys.extent_s(self._stream.time_base)
         if self._timeline.discontinuities:
             return self._timeline.end
         return self._span.seconds(self._stream.time_base)
@@ -252,7 +257,7 @@ class PyAVClip:
     @property
     def timestamp_discontinuities(self) -> int:
         """How many times the frame timeline was re-based over a pts jump (see :class:`_Timeline`)."""
-        return self._timeline.discontinuities
+        return self._timeline.discontinuities + (self._keys.jumps if self._keys is not None else 0)
 
     def _target(self, frame: av.VideoFrame) -> tuple[int, int] | None:
         """Output size: explicit ``size``, else the display-oriented frame fitted to ``short_side`` (per frame, since
@@ -290,17 +295,24 @@ class PyAVClip:
             ctx.skip_frame = "NONKEY"
         sampler = make_sampler(s.sampling, s.fps, s.every_n)
         timeline = self._timeline
-        packet_pts: list[int] = []  # keyframes only, sorted: recovers each key frame's index in the full stream
+        start = stream.start_time  # an mp4 edit list's pre-roll packets lie before it, and are never shown
+        keys = None
+        if keyframes_only:
+            gap = int(MAX_PTS_GAP_S / stream.time_base) if stream.time_base else None
+            keys = self._keys = _KeyframeClock(start, gap)
+            if start is not None:
+                timeline.starts_at(start)  # the first key frame may come after the first frame shown
         span = self._span
         decoded = 0
         for packet in self._container.demux(stream):
             self.deadline.check()
-            if packet.pts is not None:
+            if packet.pts is not None and (start is None or packet.pts >= start):
                 span.add(packet.pts, packet.duration or 0)
-            if keyframes_only and packet.pts is not None:
-                bisect.insort(packet_pts, packet.pts)
+            if keys is not None:
+                keys.add(packet)
             for frame in self._decoded(packet):
-                t = timeline.at(frame.pts)
+                placed = keys.place(frame.pts) if keys is not None else None
+                t = timeline.at(frame.pts if placed is None else placed[0])
                 if t > s.max_duration_s:
                     raise TooLongError(
                         self.label, f"passed max_duration_s={s.max_duration_s:g} at t={t:.1f} s while decoding"
@@ -309,11 +321,7 @@ class PyAVClip:
                     raise TooLargeError(
                         self.label, f"frame {frame.width}x{frame.height} exceeds max_pixels={s.max_pixels}"
                     )
-                if keyframes_only:
-                    # Closed GOPs: every frame shown before this key frame was demuxed before it.
-                    index = bisect.bisect_left(packet_pts, frame.pts) if frame.pts is not None else decoded
-                else:
-                    index = decoded
+                index = decoded if placed is None else placed[1]
                 decoded += 1
                 if sampler.take(index, t):
                     target = self._target(frame)
@@ -354,7 +362,7 @@ class PyAVClip:
         declared, decoded = self.info.duration_s, self.decoded_duration_s
         if decoded <= 0 or declared is None:
             return
-        if self._timeline.discontinuities or (self._overstated and decoded < declared):
+        if self.timestamp_discontinuities or (self._overstated and decoded < declared):
             self.info = replace(self.info, duration_s=decoded)
 
 
@@ -423,6 +431,60 @@ class _Timeline:
             log.warning("video timestamps jump; the timeline continues from the previous frame", clip=self.label,
                         at_s=round(expected, 3), jump_s=round(t - expected, 3), discontinuities=self.discontinuities)
         return expected
+
+
+class _KeyframeClock:
+    """Key-frame sampling decodes key frames only, so the frames alone cannot say where they sit: which frame of
+    the clip each is (its index) and when, across a pts restart. Every packet is still demuxed, so this keeps its
+    decode timestamps, which only ever increase within a recording: one that goes back (a concatenated segment's
+    restarted clock) or leaps more than ``max_gap`` ticks ahead (a splice) is a discontinuity, carried across by an
+    offset added to every pts after it. A key frame's index is then the number of shown packets presented before
+    it (closed GOPs: every frame shown before a key frame was demuxed before it), and its time its offset pts.
+    Packets before ``start`` (an mp4 edit list's pre-roll) are never shown and not counted."""
+
+    def __init__(self, start: int | None, max_gap: int | None) -> None:
+        self.start = start
+        self.max_gap = max_gap
+        self.jumps = 0
+        self._offset = 0
+        self._last_dts: int | None = None
+        self._end: int | None = None
+        self._shown: list[int] = []  # offset pts of the packets shown, sorted
+        self._keys: collections.deque[tuple[int, int]] = collections.deque()  # (pts, offset pts) of key packets
+
+    def add(self, packet: av.Packet) -> None:
+        step = packet.duration or 1
+        if packet.dts is not None:
+            dts = packet.dts + self._offset
+            last = self._last_dts
+            if last is not None and (dts <= last or (self.max_gap is not None and dts > last + step + self.max_gap)):
+                self._offset += last + step - dts
+                dts = last + step
+                self.jumps += 1
+            self._last_dts = dts
+        if packet.pts is None:
+            return
+        pts = packet.pts + self._offset
+        if self.start is None or pts >= self.start:
+            bisect.insort(self._shown, pts)
+            self._end = max(self._end or pts + step, pts + step)
+        if packet.is_keyframe:
+            self._keys.append((packet.pts, pts))
+
+    def place(self, pts: int | None) -> tuple[int, int] | None:
+        """(offset pts, index) of the decoded key frame whose pts is ``pts``; None when no key packet matches
+        (key packets the decoder dropped are passed over)."""
+        while pts is not None and self._keys:
+            raw, offset_pts = self._keys.popleft()
+            if raw == pts:
+                return offset_pts, bisect.bisect_left(self._shown, offset_pts)
+        return None
+
+    def extent_s(self, time_base: Fraction | None) -> float:
+        """Seconds from the first shown packet to the end of the last, on the offset clock."""
+        if not self._shown or self._end is None or time_base is None:
+            return 0.0
+        return float((self._end - self._shown[0]) * time_base)
 
 
 class _Span:
