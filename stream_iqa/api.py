@@ -12,7 +12,8 @@
 The same ``Pipeline`` as ``stream-iqa replay`` and the Kafka service (one code path for one job), in the manner of
 pyiqa's ``create_metric``: settings come as ``Settings.load`` takes them — keyword sections (``model={...}``), a YAML
 ``config``, ``STREAM_IQA_*`` variables — or as a ready ``Settings``. Bad input raises ``VideoError`` (its ``code`` is
-the contract's), bad settings ``ConfigError``, a missing model file a ``ConfigError`` naming the setting to change.
+the contract's), bad settings ``ConfigError`` (an unknown model name, a device that is not there), a missing model
+file ``FileNotFoundError`` and a damaged one ``CheckpointError``, each naming the setting to change.
 """
 
 from __future__ import annotations

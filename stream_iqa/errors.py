@@ -30,6 +30,17 @@ class ConfigError(StreamIQAError, ValueError):
     exit_code = EXIT_USAGE
 
 
+class UnknownModelError(ConfigError, KeyError):
+    """A model name the registry does not know (a ``KeyError`` too, as the registry raised before)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DeviceUnavailableError(ConfigError, RuntimeError):
+    """A device that is not there (CUDA on a CPU-only machine) or not supported (``mps``); a ``RuntimeError`` too."""
+
+
 class FileError(StreamIQAError):
     """A file the command needs cannot be read, or an output file cannot be written."""
 

@@ -183,3 +183,17 @@ def test_a_checkpoint_path_may_be_a_string():
 
     model, meta = lite_from_checkpoint(str(DEFAULT_CHECKPOINT))
     assert meta["tensors_sha256"] and model.flag_thresholds["flare"] == meta["flag_thresholds"]["flare"]
+
+
+@pytest.mark.parametrize("call, error", [
+    (lambda: _analyzer(DEFAULT_CHECKPOINT, name="nope"), "UnknownModelError"),
+    (lambda: stream_iqa.create_model("nope"), "UnknownModelError"),
+    (lambda: stream_iqa.create_model("dgiqa-lite", pretrained=True, device="mps"), "DeviceUnavailableError"),
+    (lambda: stream_iqa.create_model("dgiqa-lite", pretrained=True, device="garbage"), "DeviceUnavailableError"),
+])
+def test_the_api_raises_config_error_for_bad_settings_as_it_says(call, error: str):
+    """It raised KeyError / RuntimeError (mps after loading every weight) where its docstring promised ConfigError;
+    both stay catchable as before (KeyError, RuntimeError)."""
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert type(info.value).__name__ == error and str(info.value) == info.value.args[0]  # not KeyError's repr

@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from stream_iqa.errors import DeviceUnavailableError
+
 #: the models ``stream_iqa.nn`` registers itself (a test keeps this equal to the registry's built-ins)
 BUILTIN_MODELS: tuple[str, ...] = ("dgiqa", "dgiqa-lite")
 
@@ -45,7 +47,7 @@ def resolve_device_name(device: str | None = "auto") -> str:
     try:
         from stream_iqa.nn.registry import resolve_device
     except ImportError as exc:
-        raise RuntimeError(f"device {device!r} needs torch, which is not installed ({exc})") from None
+        raise DeviceUnavailableError(f"device {device!r} needs torch, which is not installed ({exc})") from None
     return str(resolve_device(device))
 
 

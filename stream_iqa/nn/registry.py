@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from stream_iqa.errors import DeviceUnavailableError, UnknownModelError
+
 ModelBuilder = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelBuilder] = {}
 
@@ -36,9 +38,15 @@ def list_models() -> list[str]:
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise DeviceUnavailableError(f"{device!r} is not a device: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceUnavailableError(f"device {device!r} is not supported: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available (set STREAM_IQA_MODEL__DEVICE=cpu)")
+        raise DeviceUnavailableError(
+            f"device {device!r} requested but CUDA is not available (set STREAM_IQA_MODEL__DEVICE=cpu)")
     return dev
 
 
@@ -51,11 +59,12 @@ def create_model(
     ``checkpoint``); neither gives fresh weights to train."""
     _import_builtin()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+        raise UnknownModelError(f"unknown model {name!r}; known: {', '.join(sorted(_REGISTRY))}")
     if pretrained and checkpoint is None:
         checkpoint = shipped_checkpoint(name)
+    target = resolve_device(device)  # before building: a device that is not there fails before any weights load
     model = _REGISTRY[name](checkpoint=Path(checkpoint) if checkpoint is not None else None, **kwargs)
-    return model.to(resolve_device(device)).eval()
+    return model.to(target).eval()
 
 
 def shipped_checkpoint(name: str) -> Path:
