@@ -164,10 +164,12 @@ def test_a_normal_mp4_keeps_its_duration_and_times(tmp_path: Path, analyzer) -> 
     assert report.integrity.timestamp_discontinuities == 0
 
 
-def _write_pts(path: Path, pts: list[int], fps: int, fmt: str) -> bytes:
-    """One frame per entry of ``pts`` (in 1/fps units), key frames every 5, no B-frames."""
-    with av.open(str(path), "w", format=fmt) as out:
-        video = out.add_stream("libx264", rate=fps, options={"g": "5", "bf": "0", "preset": "ultrafast"})
+def _write_pts(path: Path, pts: list[int], fps: int, fmt: str | None, gop: int = 5,
+               options: dict[str, str] | None = None) -> bytes:
+    """One frame per entry of ``pts`` (in 1/fps units), a key frame every ``gop``, no B-frames; ``options`` for the
+    muxer (mp4's ``movflags``)."""
+    with av.open(str(path), "w", format=fmt, options=options or {}) as out:
+        video = out.add_stream("libx264", rate=fps, options={"g": str(gop), "bf": "0", "preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
         for i, p in enumerate(pts):
             frame = _frame(i)
@@ -286,17 +288,8 @@ def test_a_negative_declared_duration_is_measured_by_decoding(tmp_path: Path, an
 
 
 def _faststart(path: Path, n: int, fps: int = 25) -> Path:
-    """``n`` frames of mp4 with its index first (as uploads are written), a key frame every 25, no B-frames."""
-    with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
-        video = out.add_stream("libx264", rate=fps, options={"g": "25", "bf": "0", "preset": "ultrafast"})
-        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
-        for i in range(n):
-            frame = _frame(i)
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
+    """``n`` frames of mp4 with its index first (as uploads are written), a key frame every 25."""
+    _write_pts(path, list(range(n)), fps, "mp4", gop=25, options={"movflags": "+faststart"})
     return path
 
 
@@ -347,16 +340,8 @@ def _both(path: Path, **settings: object) -> dict[str, tuple]:
 
 
 def _long_gop(path: Path) -> Path:
-    with av.open(str(path), "w") as out:  # 4 s at 25 fps, one key frame (a phone's long GOP)
-        video = out.add_stream("libx264", rate=25, options={"g": "250", "preset": "ultrafast"})
-        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
-        for i in range(100):
-            frame = _frame(i)
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
+    """4 s at 25 fps with one key frame (a phone's long GOP)."""
+    _write_pts(path, list(range(100)), 25, "mp4", gop=250)
     return path
 
 
