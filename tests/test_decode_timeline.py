@@ -398,6 +398,12 @@ def test_decord_fits_a_rotated_frame_in_its_displayed_orientation(tmp_path: Path
         with open_video(path, VideoSettings(backend=backend, sampling="every_n", every_n=1), short_side=96) as clip:
             shapes[backend] = {f.rgb.shape for f in clip.frames()}
     assert shapes["decord"] == shapes["pyav"] == {(160, 96, 3)}
+    from stream_iqa.video.decord_backend import DecordClip
+    from stream_iqa.video.source import resolve_source
+
+    clip = DecordClip(resolve_source(path, VideoSettings()), VideoSettings(backend="decord"), short_side=96)
+    # decord itself scales into the displayed box: a native decode resized after would cost a full frame per frame
+    assert clip._scaled and clip._reader is not None and clip._reader[0].shape == (160, 96, 3)
 
 
 KEYFRAME_CLIPS = {
@@ -405,7 +411,37 @@ KEYFRAME_CLIPS = {
     "two segments from pts 0": lambda d: concatenated_ts(d, (30, 0), (30, 0)),
     "a splice 10 minutes ahead": lambda d: concatenated_ts(d, (10, 0), (10, 6000)),
     "edit-list pre-roll": lambda d: _preroll(d / "preroll.mp4"),
+    # the first version of the key-frame clock put time 0 at the stream's start time: one frame late here (AVI
+    # with B-frames declares a start of 0 while the first frame's pts is 1), 0.6 s late on a cut recording
+    "avi with b-frames": lambda d: _avi_bframes(d / "bf.avi"),
+    "ts cut mid-gop": lambda d: _cut_mid_gop(d),
 }
+
+
+def _avi_bframes(path: Path) -> Path:
+    with av.open(str(path), "w", format="avi") as out:
+        video = out.add_stream("libx264", rate=25, options={"bf": "3", "g": "12", "preset": "medium"})
+        video.width, video.height, video.pix_fmt = *SIZE, "yuv420p"
+        for i in range(36):
+            frame = _frame(i)
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+    return path
+
+
+def _cut_mid_gop(folder: Path) -> Path:
+    """A TS recording whose first bytes were cut at a 188-byte packet boundary inside its first GOP (a DVR or HLS
+    download): it starts with frames nothing can decode."""
+    full = folder / "full.ts"
+    _write_pts(full, list(range(100)), 25, "mpegts", gop=25)
+    with av.open(str(full)) as probe:
+        pos = [p.pos for p in probe.demux(video=0) if p.size][10]
+    cut = folder / "cut.ts"
+    cut.write_bytes(full.read_bytes()[(pos // 188) * 188 :])
+    return cut
 
 
 def _preroll(path: Path) -> Path:

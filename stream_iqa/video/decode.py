@@ -300,8 +300,6 @@ class PyAVClip:
         if keyframes_only:
             gap = int(MAX_PTS_GAP_S / stream.time_base) if stream.time_base else None
             keys = self._keys = _KeyframeClock(start, gap)
-            if start is not None:
-                timeline.starts_at(start)  # the first key frame may come after the first frame shown
         span = self._span
         decoded = 0
         for packet in self._container.demux(stream):
@@ -310,6 +308,8 @@ class PyAVClip:
                 span.add(packet.pts, packet.duration or 0)
             if keys is not None:
                 keys.add(packet)
+                if keys.origin is not None:  # time 0 where decoding every frame would put it
+                    timeline.starts_at(keys.origin)
             for frame in self._decoded(packet):
                 placed = keys.place(frame.pts) if keys is not None else None
                 t = timeline.at(frame.pts if placed is None else placed[0])
@@ -440,7 +440,9 @@ class _KeyframeClock:
     restarted clock) or leaps more than ``max_gap`` ticks ahead (a splice) is a discontinuity, carried across by an
     offset added to every pts after it. A key frame's index is then the number of shown packets presented before
     it (closed GOPs: every frame shown before a key frame was demuxed before it), and its time its offset pts.
-    Packets before ``start`` (an mp4 edit list's pre-roll) are never shown and not counted."""
+    Shown are the packets from the first key frame on (a recording cut mid-GOP starts with frames nothing can decode)
+    presented at or after it, and never before ``start`` (an mp4 edit list's pre-roll): ``origin``, time 0, is the
+    later of the two, where decoding every frame puts its first frame."""
 
     def __init__(self, start: int | None, max_gap: int | None) -> None:
         self.start = start
@@ -449,6 +451,7 @@ class _KeyframeClock:
         self._offset = 0
         self._last_dts: int | None = None
         self._end: int | None = None
+        self.origin: int | None = None  # offset pts of the first frame shown; None before the first key frame
         self._shown: list[int] = []  # offset pts of the packets shown, sorted
         self._keys: collections.deque[tuple[int, int]] = collections.deque()  # (pts, offset pts) of key packets
 
@@ -465,11 +468,14 @@ class _KeyframeClock:
         if packet.pts is None:
             return
         pts = packet.pts + self._offset
-        if self.start is None or pts >= self.start:
-            bisect.insort(self._shown, pts)
-            self._end = max(self._end or pts + step, pts + step)
         if packet.is_keyframe:
             self._keys.append((packet.pts, pts))
+            if self.origin is None:
+                self.origin = pts if self.start is None else max(pts, self.start)
+        if self.origin is not None and pts >= self.origin:
+            bisect.insort(self._shown, pts)
+            if self._end is None or pts >= self._shown[-1]:  # the last frame's own duration, not a paused one's
+                self._end = pts + step
 
     def place(self, pts: int | None) -> tuple[int, int] | None:
         """(offset pts, index) of the decoded key frame whose pts is ``pts``; None when no key packet matches

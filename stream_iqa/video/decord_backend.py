@@ -71,14 +71,20 @@ class DecordClip:
             overstated = overstates_duration(container, stream)
             if len(container.streams.video) > 1:
                 raise DecordUnsuitable(f"{len(container.streams.video)} video streams (decord picks its own)")
+            if size is None and short_side is not None and fragments is None:
+                # decord rotates, then scales into the box it is given: the box must be the displayed frame's,
+                # and only a decoded frame carries the rotation (one frame, decoded here by PyAV)
+                size = fit_short_side(*_displayed(container, stream, self.info), short_side)
+        except StopIteration:
+            raise DecordUnsuitable("PyAV decodes no first frame to read its rotation from") from None
         finally:
             container.close()
         import decord  # deferred: only the decord backend pays for importing it
 
         kwargs: dict[str, int] = {"num_threads": settings.threads}
-        # decord rotates before it scales, and the probe cannot tell the rotation: only an explicit size is
-        # decord's to apply; a short side is fitted to each decoded (display-oriented) frame here
-        if size is not None and fragments is None:
+        self._scaled = size is not None and fragments is None  # fragments need native frames: resized here
+        if self._scaled:
+            assert size is not None
             kwargs.update(width=size[0], height=size[1])
         try:
             self._reader: decord.VideoReader | None = decord.VideoReader(str(source.path), ctx=decord.cpu(0), **kwargs)
@@ -131,7 +137,7 @@ class DecordClip:
         keys = set(int(i) for i in vr.get_key_indices())  # type: ignore[attr-defined]
         sampler = make_sampler(s.sampling, s.fps, s.every_n)
         picked = [i for i in range(len(times)) if sampler.take(i, float(times[i]))]
-        scaled = self.size is not None and self.fragments is None  # decord's scaler gave the explicit size
+        scaled = self._scaled  # decord's scaler gave the size (an explicit one, or the short side fitted)
         for lo in range(0, len(picked), _BATCH):
             self.deadline.check()
             chunk = picked[lo : lo + _BATCH]
@@ -149,6 +155,14 @@ class DecordClip:
                     rgb = cv2.resize(rgb, tuple(want), interpolation=cv2.INTER_AREA)
                 yield SampledFrame(index=i, t=float(times[i]), rgb=np.ascontiguousarray(rgb), keyframe=i in keys,
                                    fragments=frags)
+
+
+def _displayed(container: object, stream: object, info: object) -> tuple[int, int]:
+    """(width, height) of the frame as shown: the stored size, turned a quarter where the first frame says so."""
+    frame = next(container.decode(stream))  # type: ignore[attr-defined]
+    quarter_turn = int(round((frame.rotation or 0) / 90.0)) % 2
+    w, h = info.width, info.height  # type: ignore[attr-defined]
+    return (h, w) if quarter_turn else (w, h)
 
 
 def _first_line(exc: BaseException) -> str:
