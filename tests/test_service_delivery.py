@@ -318,3 +318,30 @@ def test_lag_counts_the_records_in_hand_before_the_first_commit(run):
     assert TP0 not in cluster.committed
     wait_for(lambda: cluster.committed.get(TP0, 0) >= 1)
     wait_for(lambda: lag._value.get() <= 10 - cluster.committed[TP0])
+
+
+def test_a_partition_back_after_another_worker_moved_on_leaves_its_old_clip(run):
+    """The group's offset moved past the clip in hand while the partition was away: taking the clip up again
+    committed 1 behind the other worker's 3, and would have redelivered what it did."""
+    cluster = Cluster()
+    for clip in ("long", "b", "c", "d", "e"):
+        cluster.add(0, clip)
+    pipeline = FakePipeline({"long": {"sleep": 1.5}})
+    run(cluster, pipeline)
+    wait_for(lambda: pipeline.calls == ["long"])
+    consumer = cluster.consumers[0]
+    consumer.revoke = [TP0]
+    wait_for(lambda: consumer.revoke is None)
+    seen: list[int] = []
+    real_commit = consumer.commit
+
+    def commit(offsets: dict, timeout_ms: int | None = None) -> None:
+        seen.extend(meta.offset for meta in offsets.values())
+        real_commit(offsets, timeout_ms)
+
+    consumer.commit = commit
+    with cluster.lock:
+        cluster.committed[TP0] = 3  # another worker analysed 0..2 meanwhile
+    consumer.assign = [TP0]
+    wait_for(lambda: cluster.committed.get(TP0) == 5)
+    assert seen == sorted(seen) and min(seen) > 3 and pipeline.calls == ["long", "d", "e"]

@@ -135,6 +135,7 @@ class Service:
         self._backlog: dict[Any, deque[Any]] = {}
         self._running: dict[Any, _Clip] = {}  # partition → the clip in hand
         self._detached: list[_Clip] = []  # clips of revoked partitions: finish, never commit
+        self._reattach: dict[Any, _Clip] = {}  # partition handed back -> its detached clip, until the first fetch
         self._stuck: list[threading.Thread] = []  # clip threads that outlived their deadline (native code)
         self._poll_failing = False
         #: each stream's depth state across its consecutive segments on this worker (``service.depth_states``)
@@ -211,6 +212,8 @@ class Service:
             log.info("poll works again")
         for tp, records in batches.items():
             if tp in self._consumer.assignment():
+                if records and tp in self._reattach:
+                    self._take_up(tp, records[0].offset)
                 self._backlog.setdefault(tp, deque()).extend(records)
         self._collect()
         self._watchdog()
@@ -658,6 +661,7 @@ class Service:
         self._commit(only=list(revoked))  # what is done is committed before the partitions move on
         for tp in revoked:
             self._backlog.pop(tp, None)
+            self._reattach.pop(tp, None)
             if tp in self._running:
                 self._detached.append(self._running.pop(tp))
             with self._streams_lock:
@@ -675,19 +679,33 @@ class Service:
         self.metrics.rebalances.labels("assigned").inc()
         self._assignment = self._assignment | set(assigned)
         # kafka-python's rebalance revokes every partition and often hands it straight back: a clip of it still in
-        # hand is taken up again, not started a second time beside itself (the record fetched anew is then
-        # skipped as "already taken", and this clip's offset is committed when it finishes)
+        # hand is taken up again (``_reattach``) rather than started a second time beside itself, but only once the
+        # first fetch shows the group is still at that clip's offset (another worker may have moved it on meanwhile,
+        # and committing behind it would redeliver what that worker did)
         for tp in assigned:
             clip = next((c for c in self._detached if not c.future.done()
                          and (c.record.topic, c.record.partition) == (tp.topic, tp.partition)), None)
-            if clip is not None and tp not in self._running:
-                self._detached.remove(clip)
-                self._tracker.start(tp, clip.record.offset)
-                self._running[tp] = clip
-                log.info("partition back with its clip in hand; carrying on with it", topic=tp.topic,
-                         partition=tp.partition, offset=clip.record.offset)
+            if clip is not None:
+                self._reattach[tp] = clip
         self._unjoined_since = None
         log.info("partitions assigned", partitions=[f"{tp.topic}/{tp.partition}" for tp in assigned])
+
+    def _take_up(self, tp: Any, first_offset: int) -> None:
+        """The first records fetched for a partition handed back with a clip in hand: carry on with the clip if the
+        group is still at it (the record fetched anew is then skipped as "already taken", and the clip's offset is
+        committed when it finishes); otherwise leave it detached."""
+        clip = self._reattach.pop(tp, None)
+        if clip is None or clip.future.done() or tp in self._running or clip not in self._detached:
+            return
+        if first_offset != clip.record.offset:
+            log.info("partition back but the group moved past its clip in hand; leaving that clip", topic=tp.topic,
+                     partition=tp.partition, offset=clip.record.offset, group_at=first_offset)
+            return
+        self._detached.remove(clip)
+        self._tracker.start(tp, clip.record.offset)
+        self._running[tp] = clip
+        log.info("partition back with its clip in hand; carrying on with it", topic=tp.topic,
+                 partition=tp.partition, offset=clip.record.offset)
 
 
 def _bare_error(record: Any, exc: BaseException) -> Outcome:
