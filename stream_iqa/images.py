@@ -37,6 +37,11 @@ def read_rgb(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+#: the formats whose size Pillow reads from the header alone, among those OpenCV decodes (ICO is not one: Pillow
+#: decodes its whole image to open it, and OpenCV cannot read it anyway)
+_HEADER_FORMATS = ["PNG", "JPEG", "BMP", "TIFF", "WEBP", "PPM", "JPEG2000"]
+
+
 def declared_pixels(path: str | Path) -> tuple[int, str] | None:
     """How many pixels the file's header declares, and the size as text ("20000x20000"): Pillow's ``open`` reads no
     pixel data. None where Pillow does not know the format or the header is damaged (OpenCV then decides). Beyond
@@ -46,7 +51,7 @@ def declared_pixels(path: str | Path) -> tuple[int, str] | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides, not Pillow's
-            with Image.open(path) as im:
+            with Image.open(path, formats=_HEADER_FORMATS) as im:
                 width, height = im.size
                 return width * height, f"{width}x{height}"
     except Image.DecompressionBombError:
