@@ -415,7 +415,14 @@ KEYFRAME_CLIPS = {
     # with B-frames declares a start of 0 while the first frame's pts is 1), 0.6 s late on a cut recording
     "avi with b-frames": lambda d: _avi_bframes(d / "bf.avi"),
     "ts cut mid-gop": lambda d: _cut_mid_gop(d),
+    # the packet before a pause carries a duration spanning it: the first clock ended there (62 s for 4)
+    "paused mp4": lambda d: _paused(d / "paused.mp4"),
 }
+
+
+def _paused(path: Path) -> Path:
+    _write_pts(path, [*range(10), *range(310, 320)], 5, "mp4")  # 4 s of 5-fps video, a minute's pause half-way
+    return path
 
 
 def _avi_bframes(path: Path) -> Path:
