@@ -476,3 +476,17 @@ def test_key_frame_sampling_places_key_frames_as_decoding_them_all_does(tmp_path
         assert [round(f.t, 3) for f in frames] == every["t"] and [f.index for f in frames] == every["index"]
         assert clip.info.duration_s == pytest.approx(every_duration, abs=0.011)
         assert clip.timestamp_discontinuities == every_jumps
+
+
+def test_the_decoded_extent_can_be_read_after_the_clip_is_closed(tmp_path: Path) -> None:
+    """It read the closed stream's time base: -587664883.75 here, 30720.0 or 777600000.0 elsewhere, for 3.0 (the pipeline read it before
+    closing; another caller of the clip API got garbage)."""
+    path = write_video(tmp_path / "plain.mp4", 30)
+    with open_video(path) as clip:
+        list(clip.frames())
+        before = clip.decoded_duration_s
+    assert before == pytest.approx(3.0, abs=0.01)
+    for _ in range(3):  # other clips opened and closed meanwhile reuse the freed memory
+        with open_video(path) as other:
+            list(other.frames())
+        assert clip.decoded_duration_s == before

@@ -235,7 +235,9 @@ class PyAVClip:
         step = 1.0 / self.info.fps if self.info.fps else 0.0
         # key frames lie a GOP apart, however long: only a backward jump is a discontinuity there
         gap = math.inf if settings.sampling == "keyframes" else MAX_PTS_GAP_S
-        self._timeline = _Timeline(self._stream.time_base, step, gap, self.label)
+        # kept: once the container is closed, the stream's fields read freed memory (decoded_duration_s gave 30720)
+        self._time_base = self._stream.time_base
+        self._timeline = _Timeline(self._time_base, step, gap, self.label)
         self.damaged_packets = 0
         #: where key frames sit among all the frames, for key-frame sampling (which decodes key frames only)
         self._keys: _KeyframeClock | None = None
@@ -249,10 +251,10 @@ class PyAVClip:
         cut short against ``info.duration_s``. Across timestamp discontinuities the packets' pts no longer measure
         anything, so the frame timeline's extent counts instead."""
         if self._keys is not None and self._keys.jumps:
-            return self._keys.extent_s(self._stream.time_base)
+            return self._keys.extent_s(self._time_base)
         if self._timeline.discontinuities:
             return self._timeline.end
-        return self._span.seconds(self._stream.time_base)
+        return self._span.seconds(self._time_base)
 
     @property
     def timestamp_discontinuities(self) -> int:
