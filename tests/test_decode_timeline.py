@@ -479,8 +479,8 @@ def test_key_frame_sampling_places_key_frames_as_decoding_them_all_does(tmp_path
 
 
 def test_the_decoded_extent_can_be_read_after_the_clip_is_closed(tmp_path: Path) -> None:
-    """It read the closed stream's time base: -587664883.75 here, 30720.0 or 777600000.0 elsewhere, for 3.0 (the pipeline read it before
-    closing; another caller of the clip API got garbage)."""
+    """It read the closed stream's time base: -587664883.75 here, 30720.0 or 777600000.0 elsewhere, for 3.0 (the
+    pipeline read it before closing; another caller of the clip API got garbage)."""
     path = write_video(tmp_path / "plain.mp4", 30)
     with open_video(path) as clip:
         list(clip.frames())
