@@ -125,6 +125,16 @@ def _triple(values: Any) -> tuple[float, float, float] | None:
     return (float(values[0]), float(values[1]), float(values[2])) if values else None
 
 
+def checked_card(meta: Mapping[str, Any], where: str) -> tuple[dict[str, float], dict[str, Any]]:
+    """A checkpoint's flag thresholds and calibration, checked, from its metadata (``where`` names the file); the
+    tensors' hash must be recorded, or they could not be checked. What both backends read of ``model.json``."""
+    if not meta.get("tensors_sha256"):
+        raise CheckpointError(f"{where} records no tensors_sha256, so its tensors cannot be checked; re-save the "
+                              "checkpoint (stream_iqa.nn.checkpoint.save_checkpoint writes it)")
+    return (checked_thresholds(meta.get("flag_thresholds", {}), where),
+            checked_calibration(meta.get("calibration", {"kind": "identity"}), where))
+
+
 def checked_thresholds(thresholds: Any, where: str) -> dict[str, float]:
     """Flag thresholds: a mapping of known flags to probabilities in [0, 1] (NaN would never fire, -1 always)."""
     if not isinstance(thresholds, dict) or set(thresholds) - set(DISTORTION_TYPES):

@@ -22,8 +22,8 @@ from stream_iqa.errors import ConfigError
 from stream_iqa.depth import create_depth_source
 from stream_iqa.depth.base import DepthSource
 from stream_iqa.model.choice import cpu_cores, device_type, resolve_device_name
-from stream_iqa.model.card import checked_calibration, checked_thresholds
-from stream_iqa.nn.checkpoint import CheckpointError
+from stream_iqa.model.card import checked_card
+from stream_iqa.nn.checkpoint import file_sha256, meta_label, read_meta  # torch-free: metadata and hashes only
 from stream_iqa.model.served import DISTORTIONS, ServedModel, to_host
 from stream_iqa.schema import ImageScore
 from stream_iqa.settings import Settings
@@ -124,8 +124,6 @@ def load_onnx_model(settings: Settings, device: str = "cpu") -> Any | None:
         beside = cfg.checkpoint is not None and cfg.checkpoint.is_file() and path is not None \
             and path.resolve().parent == cfg.checkpoint.resolve().parent
         if beside:  # a graph of its own (STREAM_IQA_MODEL__ONNX elsewhere) is the operator's to vouch for
-            from stream_iqa.nn.checkpoint import read_meta
-
             edited = edited_since_export(read_meta(cfg.checkpoint), path)
             if edited:
                 raise ConfigError(f"{edited}: export it again (`stream-iqa export --onnx {path}`) or set "
@@ -138,19 +136,12 @@ def load_onnx_model(settings: Settings, device: str = "cpu") -> Any | None:
     if importlib.util.find_spec("onnxruntime") is None:
         return None
     try:
-        from stream_iqa.nn.checkpoint import read_meta
-
         model = OnnxRuntimeModel.from_settings(cfg, device, path)
         meta = read_meta(cfg.checkpoint)
     except Exception as exc:  # noqa: BLE001 - auto falls back to the always-available PyTorch path
         log.warning("ONNX graph unusable, using PyTorch", onnx=str(path), error=str(exc))
         return None
-    # a broken card is the checkpoint's fault, not the graph's: refused here too, not served from the graph
-    where = f"{cfg.checkpoint.with_suffix('.json').name} (beside {cfg.checkpoint.name})"
-    checked_thresholds(meta.get("flag_thresholds", {}), where)
-    checked_calibration(meta.get("calibration", {"kind": "identity"}), where)
-    if not meta.get("tensors_sha256"):
-        raise CheckpointError(f"{where} records no tensors_sha256, so its tensors cannot be checked")
+    checked_card(meta, meta_label(cfg.checkpoint))  # a broken card is the checkpoint's fault: refused, not served
     stale = graph_differs(model, meta, path)
     if stale:
         log.warning(f"ONNX graph {stale}; using PyTorch (re-export with `stream-iqa export --onnx PATH`)",
@@ -190,8 +181,6 @@ def graph_differs(model: Any, meta: dict[str, Any], path: Path) -> str:
 def edited_since_export(meta: dict[str, Any], path: Path) -> str:
     """'' unless the checkpoint records a hash for a graph of this name (``onnx_sha256``, written by ``stream-iqa
     export``) and the file's differs: then how."""
-    from stream_iqa.nn.checkpoint import file_sha256  # torch-free, like read_meta
-
     recorded = (meta.get("onnx_sha256") or {}).get(path.name)
     if recorded is not None and recorded != file_sha256(path):
         return f"{path} is not the graph exported from the checkpoint (its SHA-256 differs from onnx_sha256)"

@@ -28,6 +28,11 @@ def meta_path(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
+def meta_label(path: str | Path) -> str:
+    """How errors name a checkpoint's metadata file: ``model.json (beside model.safetensors)``."""
+    return f"{meta_path(Path(path)).name} (beside {Path(path).name})"
+
+
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
     path = Path(path)
     if path.suffix != ".safetensors":

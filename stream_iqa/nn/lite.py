@@ -34,9 +34,9 @@ from torch import nn
 
 from stream_iqa import __version__
 from stream_iqa.images import resize_frames_and_depth
-from stream_iqa.model.card import ModelCard, checked_calibration, checked_thresholds
+from stream_iqa.model.card import ModelCard, checked_card
 from stream_iqa.nn.api import DISTORTIONS, IQAOutput, ScoringModel
-from stream_iqa.nn.checkpoint import CheckpointError, layout_problems, load_checkpoint
+from stream_iqa.nn.checkpoint import CheckpointError, layout_problems, load_checkpoint, meta_label
 from stream_iqa.nn.efficientnet_lite import load_imagenet_weights, supported_trunks
 from stream_iqa.nn.fragments import FragmentSpec, gather_fragments
 from stream_iqa.nn.registry import register_model
@@ -413,10 +413,8 @@ def lite_from_checkpoint(path: str | Path) -> tuple[DGIQALite, dict[str, Any]]:
     tensors, meta = load_checkpoint(path)
     if meta.get("model") != "dgiqa-lite":
         raise CheckpointError(f"{path} holds a {meta.get('model')!r} model, not dgiqa-lite")
-    where = f"{path.with_suffix('.json').name} (beside {path.name})"
-    if not meta.get("tensors_sha256"):
-        raise CheckpointError(f"{where} records no tensors_sha256, so its tensors cannot be checked; re-save the "
-                              "checkpoint (stream_iqa.nn.checkpoint.save_checkpoint writes it)")
+    where = meta_label(path)
+    thresholds, calibration = checked_card(meta, where)
     try:
         config = LiteConfig.from_dict(meta["arch"])
         canvas = [config.fragments[0] * config.fragments[1]] if config.fragments else []  # grid × patch
@@ -432,8 +430,8 @@ def lite_from_checkpoint(path: str | Path) -> tuple[DGIQALite, dict[str, Any]]:
     if problems:
         raise CheckpointError(f"{path} does not fit the dgiqa-lite config in its metadata: {problems}")
     model.load_state_dict(tensors, strict=True)
-    model.calibration = checked_calibration(meta.get("calibration", {"kind": "identity"}), where)
-    model.flag_thresholds.update(checked_thresholds(meta.get("flag_thresholds", {}), where))
+    model.calibration = calibration
+    model.flag_thresholds.update(thresholds)
     model.version = str(meta.get("version", model.version))
     model.meta = meta
     return model.eval(), meta

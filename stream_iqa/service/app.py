@@ -521,11 +521,10 @@ class Service:
             try:
                 self._publisher.publish(messages, key)
             except Undeliverable as exc:  # over the topic's size limit, no right to write it: answer with an error
-                source = Source(topic=record.topic, partition=record.partition, offset=record.offset)
                 where = f"{record.topic}/{record.partition}@{record.offset}"
-                error = ErrorRecord(clip_id=outcome.report.clip_id, code="internal", source=source,
+                error = ErrorRecord(clip_id=outcome.report.clip_id, code="internal", source=outcome.source,
                                     idempotency_key=key, message=f"{where}: the report could not be published ({exc})")
-                outcome = Outcome(source=source, error=error)
+                outcome = Outcome(source=outcome.source, error=error)
                 messages = error_messages(self.settings.kafka, error, messages[-1][1])
                 self._publisher.publish(messages, key, retry_refusals=True)
         seconds = time.monotonic() - started

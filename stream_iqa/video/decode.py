@@ -300,7 +300,7 @@ class PyAVClip:
         start = stream.start_time  # an mp4 edit list's pre-roll packets lie before it, and are never shown
         keys = None
         if keyframes_only:
-            gap = int(MAX_PTS_GAP_S / stream.time_base) if stream.time_base else None
+            gap = int(MAX_PTS_GAP_S / self._time_base) if self._time_base else None
             keys = self._keys = _KeyframeClock(start, gap)
         span = self._span
         decoded = 0
